@@ -1,0 +1,34 @@
+"""Helpers shared by the benchmarks: where results go, atomic JSON, Markdown tables."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from quant.artifact import atomic_write_bytes
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def write_json(name: str, data: dict[str, Any], out_dir: Path = RESULTS) -> Path:
+    """Write ``<out_dir>/<name>.json`` atomically (results are regenerated, so replacing is expected)."""
+    data = {"benchmark": name, "machine": machine(), **data}
+    return atomic_write_bytes(out_dir / f"{name}.json", (json.dumps(data, indent=2) + "\n").encode(), overwrite=True)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table (also readable in a terminal)."""
+    cells = [[str(h) for h in headers]] + [[f"{c:.4g}" if isinstance(c, float) else str(c) for c in r] for r in rows]
+    w = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    line = lambda r: "| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(r)) + " |"
+    return "\n".join([line(cells[0]), "|" + "|".join("-" * (x + 2) for x in w) + "|"] + [line(r) for r in cells[1:]])
