@@ -324,6 +324,17 @@ def build(
     memo = None if key is None else (name, tuple(key), sim, tuple(build_args))
     if memo is not None and memo in _DESIGNS:
         return _DESIGNS[memo]
+    pointer = None
+    if memo is not None:
+        # Elaboration alone (Amaranth + Yosys) takes seconds to a minute for a whole network, so
+        # a keyed design also remembers on disk which build folder its Verilog went to. The key
+        # covers the generator sources, so an edit under hw/ elaborates again.
+        kd = hashlib.sha256(repr((memo, _source_digest(), _tool_versions(sim))).encode()).hexdigest()[:24]
+        pointer = BUILD_ROOT / ".keys" / f"{_safe_name(name)}-{kd}.json"
+        found = _design_from_pointer(pointer)
+        if found is not None:
+            _DESIGNS[memo] = found
+            return found
     if callable(component) and not hasattr(component, "elaborate"):
         component = component()
     top = _safe_name(name)
@@ -362,7 +373,27 @@ def build(
     design = Design(name, top, sim, digest, bdir, manifest, seconds, args)
     if memo is not None:
         _DESIGNS[memo] = design
+        atomic_write_bytes(pointer, json.dumps({"build_dir": str(bdir)}).encode(), overwrite=True)
     return design
+
+
+def _source_digest() -> str:
+    """Hash of every generator source the Verilog can depend on (hw/, quant/, model/)."""
+    h = hashlib.sha256()
+    for sub in ("hw", "quant", "model"):
+        for f in sorted((ROOT / sub).rglob("*.py")):
+            h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _design_from_pointer(pointer: Path) -> Design | None:
+    try:
+        bdir = Path(json.loads(pointer.read_text())["build_dir"])
+        meta = json.loads((bdir / "built.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return None
+    return Design(meta["name"], meta["top"], meta["sim"], meta["hash"], bdir,
+                  [Port.from_dict(p) for p in meta["ports"]], 0.0, meta["args"])
 
 
 def _compile(sim: str, src: Path, top: str, bdir: Path, args: list[str]) -> None:

@@ -65,3 +65,52 @@ def test_failure_is_reported_with_waves(sim, seed):
                    params={"in_stall": 0.0, "out_stall": "not-a-number"}, seed=seed, tag="broken")
     assert not r.passed and r.failures
     assert r.waves is not None and r.waves.is_file() and r.waves.stat().st_size > 0
+
+
+def test_keyed_design_is_not_elaborated_again(sim):
+    """A design built under a key is found again (in process and on disk) without elaborating."""
+    from amaranth.lib.fifo import SyncFIFOBuffered
+
+    def make():
+        fifo = SyncFIFOBuffered(width=4, depth=2)
+        return fifo
+
+    def ports_of(fifo):
+        return {"i__payload": fifo.w_data, "i__valid": fifo.w_en, "i__ready": fifo.w_rdy,
+                "o__payload": fifo.r_data, "o__valid": fifo.r_rdy, "o__ready": fifo.r_en}
+
+    fifo = make()
+    d1 = runner.build(fifo, name="fifo_keyed", sim=sim, key=("w4", "d2"), ports=ports_of(fifo))
+
+    def must_not_run():
+        raise AssertionError("the factory ran although the keyed design was cached")
+
+    d2 = runner.build(must_not_run, name="fifo_keyed", sim=sim, key=("w4", "d2"))
+    assert d2 is d1
+    runner._DESIGNS.clear()  # a new pytest process: only the on-disk pointer remains
+    d3 = runner.build(must_not_run, name="fifo_keyed", sim=sim, key=("w4", "d2"))
+    assert d3.build_dir == d1.build_dir and d3.ports == d1.ports
+
+
+def test_generic_stream_bench_wide_payload(sim, seed):
+    """sim.tb_stream through an 80-bit FIFO: payloads wider than 63 bits travel as bit rows."""
+    from sim.streams import run_streams
+
+    design = _fifo_design(sim, width=80, depth=3)
+    rng = np.random.default_rng(seed)
+    items = [int.from_bytes(rng.bytes(10), "little") for _ in range(60)]
+    items[:2] = [0, (1 << 80) - 1]
+    r = run_streams(design, {"i": items}, {"o": len(items)}, seed=seed, tag="wide", in_stall=0.3, out_stall=0.3)
+    assert r.passed, r.failure_text()
+    assert r.outputs["o"] == items, f"FIFO output differs from its input (seed {seed})"
+    assert list(r.cycles_of["o"]) == sorted(r.cycles_of["o"]) and len(r.cycles_of["o"]) == len(items)
+
+
+def test_generic_stream_bench_reports_missing_output(sim, seed):
+    """Asking for more outputs than the design can give must fail and name the stream."""
+    from sim.streams import run_streams
+
+    design = _fifo_design(sim)
+    r = run_streams(design, {"i": [1, 2, 3]}, {"o": 4}, seed=seed, tag="missing", timeout_cycles=200)
+    assert not r.passed
+    assert any("o: 3 of 4 expected transfers" in f for f in r.result.failures), r.result.failures
