@@ -290,14 +290,22 @@ class STFNet(nn.Module):
         return out["logits"] * scale, out
 
     @torch.no_grad()
-    def init_thresholds(self, images: torch.Tensor, rate: float = 0.2) -> dict[str, float]:
-        """Data-dependent threshold initialisation, layer by layer in network order.
+    def init_thresholds(self, images: torch.Tensor, rate: float = 0.2, pos_std: float = 1.0) -> dict[str, float]:
+        """Data-dependent initialisation of the position table and of every threshold.
+
+        The position table starts as Gaussian noise with ``pos_std`` times the standard
+        deviation of the patch embedding E: with a zero table the network is blind to where a
+        patch is (the readout sums over tokens), and learning positions from zero is slow.
 
         Each LIF's per-channel threshold is set to the (1 - rate) quantile of its t = 0 input
         over the batch and tokens (at least 1), so every channel fires at about ``rate`` at
         t = 0; later timesteps fire somewhat more (the membrane carries half of what stayed
         below threshold). Returns the measured firing rate of every spiking layer.
         """
+        P = self.integer_params()
+        acc = patchify(self.cfg, images) @ P["enc.weight"]
+        e = torch.floor(acc.double() * P["enc.mult"] / float(1 << self.cfg.requant_shift))
+        self.pos.normal_(0.0, pos_std * float(e.std()) / self.res_unit)
         units = self._units()
         params = self._theta_params()
         _, lo, hi = self._spec["enc.theta"]
