@@ -26,26 +26,41 @@ def encode_items(prefix: str, port: runner.Port, items: Sequence[Any]) -> dict[s
             raise TypeError(f"{port.name} is a struct/array payload; give items as dicts of {sorted(port.fields)}")
         out = {}
         for f, (_, width, signed) in port.fields.items():
-            if width > 63:
-                raise ValueError(f"{port.name} field {f} is {width} bits wide; fields wider than 63 bits are unsupported")
             missing = [i for i, it in enumerate(items) if f not in it]
             if missing:
                 raise KeyError(f"{port.name}: item {missing[0]} has no field {f!r}")
-            out[f"{prefix}.{f}"] = np.array([int(it[f]) for it in items], dtype=np.int64).reshape(n)
+            col = [int(it[f]) for it in items]
+            if width > 63:
+                out[f"{prefix}.{f}.bits"] = _to_bits(col, width)
+            else:
+                out[f"{prefix}.{f}"] = np.array(col, dtype=np.int64).reshape(n)
         return out
     if port.width <= 63:
         return {prefix: np.array([int(x) for x in items], dtype=np.int64).reshape(n)}
-    bits = np.array([[(int(x) >> b) & 1 for b in range(port.width)] for x in items], dtype=np.uint8)
-    return {f"{prefix}.bits": bits.reshape(n, port.width)}
+    return {f"{prefix}.bits": _to_bits(items, port.width)}
+
+
+def _to_bits(values: Sequence[int], width: int) -> np.ndarray:
+    # two's complement bits, LSB first (a negative value is masked to `width` bits)
+    return np.array([[(int(v) >> b) & 1 for b in range(width)] for v in values], dtype=np.uint8).reshape(-1, width)
+
+
+def _from_bits(row: np.ndarray) -> int:
+    return sum(int(b) << i for i, b in enumerate(row))
 
 
 def _decode(prefix: str, port: runner.Port, out: Mapping[str, np.ndarray]) -> list[Any]:
     if port.fields:
-        cols = {f: out.get(f"{prefix}.{f}", np.zeros(0, np.int64)) for f in port.fields}
+        cols = {}
+        for f in port.fields:
+            if f"{prefix}.{f}.bits" in out:
+                cols[f] = [_from_bits(r) for r in out[f"{prefix}.{f}.bits"]]
+            else:
+                cols[f] = out.get(f"{prefix}.{f}", np.zeros(0, np.int64))
         n = len(next(iter(cols.values()))) if cols else 0
         return [{f: int(c[i]) for f, c in cols.items()} for i in range(n)]
     if f"{prefix}.bits" in out:
-        return [sum(int(b) << i for i, b in enumerate(row)) for row in out[f"{prefix}.bits"]]
+        return [_from_bits(row) for row in out[f"{prefix}.bits"]]
     return [int(x) for x in out.get(prefix, [])]
 
 

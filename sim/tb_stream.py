@@ -10,7 +10,7 @@ The pytest side (``sim.streams.run_streams``) describes the run in params.json:
 
 and the items in inputs.npz, per input prefix ``p``: ``p`` (int64 [n], the flat payload), or
 ``p.bits`` (uint8 [n, width], payloads wider than 63 bits), or one ``p.<field>`` int64 [n] per
-leaf field of a struct / array payload. Outputs come back in the same encodings plus
+leaf field of a struct / array payload (``p.<field>.bits`` for a field wider than 63 bits). Outputs come back in the same encodings plus
 ``<p>.cycle`` (cycle of each transfer, counted from the end of reset) and ``cycles``.
 """
 
@@ -28,24 +28,38 @@ def _items(ins, prefix, port):
     if f"{prefix}.bits" in ins:
         bits = ins[f"{prefix}.bits"]
         return [int("".join(str(int(b)) for b in row[::-1]), 2) for row in bits]
-    fields = {k[len(prefix) + 1:]: v for k, v in ins.items() if k.startswith(prefix + ".")}
+    fields = {}
+    for k, v in ins.items():
+        if k.startswith(prefix + "."):
+            f = k[len(prefix) + 1:]
+            fields[f[:-5] if f.endswith(".bits") else f] = [_from_bits(r) for r in v] if f.endswith(".bits") else v
     if not fields:
         raise AssertionError(f"inputs.npz has no items for stream {prefix!r} ({prefix}, {prefix}.bits or fields)")
     n = len(next(iter(fields.values())))
     return [{k: int(v[i]) for k, v in fields.items()} for i in range(n)]
 
 
+def _from_bits(row):
+    return sum(int(b) << i for i, b in enumerate(row))
+
+
+def _to_bits(values, width):
+    return np.array([[(int(v) >> b) & 1 for b in range(width)] for v in values], dtype=np.uint8).reshape(-1, width)
+
+
 def _encode(prefix, port, items):
     out = {}
     if port["fields"]:
-        for f in port["fields"]:
-            out[f"{prefix}.{f}"] = np.array([it[f] for it in items], dtype=np.int64)
+        for f, (_, width, _) in port["fields"].items():
+            col = [it[f] for it in items]
+            if width > 63:
+                out[f"{prefix}.{f}.bits"] = _to_bits(col, width)
+            else:
+                out[f"{prefix}.{f}"] = np.array(col, dtype=np.int64)
     elif port["width"] <= 63:
         out[prefix] = np.array(items, dtype=np.int64)
     else:
-        w = port["width"]
-        out[f"{prefix}.bits"] = np.array([[(int(v) >> b) & 1 for b in range(w)] for v in items], dtype=np.uint8
-                                         ).reshape(len(items), w)
+        out[f"{prefix}.bits"] = _to_bits(items, port["width"])
     return out
 
 
