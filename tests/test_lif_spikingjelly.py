@@ -149,9 +149,9 @@ def test_the_other_variants_differ():
     assert s[:, 0].tolist() == [1, 0, 1]
     s_di, _, _ = sj_lif(x, theta, decay_input=True)  # H = (V + X) / 2: input halved too
     assert s_di[:, 0].tolist() == [0, 0, 0]  # H = 1.5, 0.75, 1.375
-    s_soft, _, _ = sj_lif([[3], [0], [1]], theta, v_reset=None)  # soft reset keeps V - theta = 1
-    s_hard, _, _ = contract_lif([[3], [0], [1]], theta)
-    assert s_soft[:, 0].tolist() == [1, 0, 1] and s_hard[:, 0].tolist() == [1, 0, 0]
+    s_soft, _, _ = sj_lif([[5], [1]], theta, v_reset=None)  # soft reset keeps V = 5 - 2 = 3
+    s_hard, _, _ = contract_lif([[5], [1]], theta)
+    assert s_soft[:, 0].tolist() == [1, 1] and s_hard[:, 0].tolist() == [1, 0]
 
 
 def test_threshold_boundary_heaviside_at_zero_fires():
