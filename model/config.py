@@ -176,6 +176,15 @@ class ModelConfig(_JSONMixin):
         _check_int("residual_frac_bits", self.residual_frac_bits, 0, 16)
         _check_choice("stf", self.stf, STF_MODES)
         _check_choice("attention", self.attention, ATTENTION_MODES)
+        from quant.contract import widths  # imported here: quant.contract imports this module
+
+        largest = widths(self).largest_intermediate
+        if largest >= 1 << 62:
+            raise ConfigError(
+                f"this config's integers grow to {largest.bit_length()} bits, more than the 62 the golden "
+                "model's int64 arithmetic allows; reduce pixel_bits, patch, dim, mlp_ratio, tokens or the "
+                "bias/mult widths, or raise requant_shift"
+            )
 
     # Derived shapes -------------------------------------------------------------------------
     @property

@@ -23,7 +23,6 @@ import io
 import json
 import os
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,10 +194,16 @@ def load_artifact(path: str | Path) -> Artifact:
     if not path.is_file():
         raise ArtifactError(f"{src}: no such artifact file (train and export one: python -m quant.export)")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+        z = np.load(path, allow_pickle=False)
+    except Exception as e:  # zip, zlib, .npy header and pickle refusals all mean "not an artifact"
         raise ArtifactError(f"{src}: not a readable artifact (truncated or not an .npz file): {e}") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ArtifactError(f"{src}: not a readable artifact (a single .npy array, not an .npz archive)")
+    try:
+        with z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:  # corrupt members surface only when read (zlib.error, bad CRC, bad header)
+        raise ArtifactError(f"{src}: not a readable artifact (truncated or corrupt member): {e}") from None
     if "__meta__" not in arrays:
         raise ArtifactError(f"{src}: no __meta__ record; this is not an STF-FPGA artifact")
     try:

@@ -119,6 +119,15 @@ class Widths:
         return bits_for(-2 * input_max, 2 * input_max)
 
     @property
+    def largest_intermediate(self) -> int:
+        """The largest magnitude the golden model ever forms: products acc*M, LIF sums v + x."""
+        return max(
+            self.enc_acc_max * self.mult_max, (self.lin_h_max - self.bias_max) * self.mult_max,
+            2 * self.enc_in_max, 2 * self.residual_max, 2 * self.lin_h_max, 2 * self.lin_d_max,
+            self.logit_max,
+        )
+
+    @property
     def logit_bits(self) -> int:
         return bits_for(-self.logit_max, self.logit_max)
 

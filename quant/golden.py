@@ -46,10 +46,8 @@ def check_images(cfg: ModelConfig, images: np.ndarray) -> np.ndarray:
     if x.ndim == 3 and c == 1:
         x = x[..., None]
     if x.ndim != 4 or x.shape[1:] != (h, w, c):
-        raise ValueError(
-            f"images must have shape [batch, {h}, {w}]" + (f" or [batch, {h}, {w}, {c}]" if c == 1 else f", {c}]")
-            + f" for config {cfg.name}; got {tuple(np.shape(images))}"
-        )
+        want = f"[batch, {h}, {w}] or [batch, {h}, {w}, 1]" if c == 1 else f"[batch, {h}, {w}, {c}]"
+        raise ValueError(f"images must have shape {want} for config {cfg.name}; got {tuple(np.shape(images))}")
     if not np.issubdtype(x.dtype, np.integer):
         raise ValueError(f"images must hold integers in [0, {cfg.pixel_max}] (pixel_bits={cfg.pixel_bits}); got dtype {x.dtype}")
     if x.size and (x.min() < 0 or x.max() > cfg.pixel_max):

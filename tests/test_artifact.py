@@ -169,12 +169,6 @@ def test_not_a_zip(tmp_path):
     expect_error(p, "not a readable artifact")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="quant/artifact.py: np.load of a plain .npy returns an ndarray, and `with np.load(...)` then "
-    "raises TypeError instead of ArtifactError. Fix: check isinstance(z, np.lib.npyio.NpzFile); then "
-    "remove this xfail.",
-)
 def test_plain_npy_is_not_an_artifact(tmp_path):
     p = tmp_path / "plain.npz"
     np.save(p.open("wb"), np.arange(4))
@@ -216,12 +210,6 @@ def _flip_outcomes(path, raw, seed, trials):
     return bad
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="quant/artifact.py load_artifact does not catch zlib.error (corrupt deflate data) nor "
-    "tokenize.TokenError (corrupt .npy header): those escape instead of ArtifactError. Fix: catch "
-    "them (or Exception) around np.load; then remove this xfail.",
-)
 def test_random_byte_flips(saved):
     _, path = saved
     seed = 20261123

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import quant.golden as golden
-from model.config import PRESETS, ModelConfig
+from model.config import PRESETS, ConfigError, ModelConfig
 from quant.artifact import random_artifact
 from quant.contract import (
     argmax_lowest,
@@ -144,27 +144,25 @@ def _int64_headroom(cfg):
             2 * w.enc_in_max, 2 * w.residual_max, 2 * w.lin_d_max, w.logit_max]
 
 
-LARGEST = ModelConfig(image_shape=(1024, 1024, 1024), pixel_bits=16, patch=64, timesteps=64, dim=4096,
+# The largest value of every field at once: its integers would overflow int64, so the config refuses it.
+LARGEST_FIELDS = dict(image_shape=(1024, 1024, 1024), pixel_bits=16, patch=64, timesteps=64, dim=4096,
                       blocks=64, mlp_ratio=16, classes=65536, weight_bits=8, bias_bits=24,
                       threshold_bits=24, pos_bits=24, feedback_bits=24, mult_bits=18, requant_shift=0)
+# A large config that is still allowed (3 channels instead of 1024).
+LARGE_RGB = ModelConfig(**{**LARGEST_FIELDS, "image_shape": (1024, 1024, 3)})
 
 
-@pytest.mark.parametrize("cfg", [*PRESETS.values(), LARGEST.replace(image_shape=(1024, 1024, 3))],
-                         ids=[*PRESETS, "large-rgb"])
+@pytest.mark.parametrize("cfg", [*PRESETS.values(), LARGE_RGB], ids=[*PRESETS, "large-rgb"])
 def test_widths_fit_int64(cfg):
     # quant.contract.ACC is int64: every value, LIF membrane sum (v + x, up to 2 * bound) and
     # product (acc * mult) must fit it.
     assert all(v < 2**63 for v in _int64_headroom(cfg))
+    assert widths(cfg).largest_intermediate < 2**62
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ModelConfig accepts configs whose bounds exceed int64 (patch 64, 1024 channels, 16-bit "
-    "pixels, requant_shift 0: 2 * enc_in_max > 2^63). The config (or widths) should refuse a config "
-    "whose membrane_bits exceed 63; then remove this xfail.",
-)
-def test_widths_fit_int64_for_the_largest_config_allowed():
-    assert all(v < 2**63 for v in _int64_headroom(LARGEST))
+def test_config_refuses_integers_beyond_int64():
+    with pytest.raises(ConfigError, match=r"grow to \d+ bits, more than the 62"):
+        ModelConfig(**LARGEST_FIELDS)
 
 
 # The whole network against the plain-Python reference --------------------------------------
@@ -499,11 +497,6 @@ def test_check_images_errors():
     assert golden.check_images(cfg, np.full((1, 8, 8), 31, np.uint8)).dtype == np.int64
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="quant/golden.py check_images garbles the expected shape for channels > 1: "
-    "'[batch, 4, 4], 3]' instead of '[batch, 4, 4, 3]'; fix the message, then remove this xfail.",
-)
 def test_check_images_message_for_multichannel_config():
     rgb = DIGITS.replace(image_shape=(4, 4, 3))
     with pytest.raises(ValueError, match=r"shape \[batch, 4, 4, 3\] for config"):
