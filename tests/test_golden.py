@@ -510,3 +510,29 @@ def test_patchify_order():
     # token 1 = grid row 0, column 1: pixels (0,2),(0,3),(1,2),(1,3), channels interleaved
     assert p[0, 1].tolist() == [4, 5, 6, 7, 12, 13, 14, 15]
     assert p[0, 2].tolist() == [16, 17, 18, 19, 24, 25, 26, 27]
+
+
+# docs/integer-semantics.md stays in step with the code ----------------------------------------
+
+
+def test_doc_bounds_table_matches_widths():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "integer-semantics.md").read_text()
+    rows = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`") and cells[1].isdigit() and cells[2].isdigit():
+            rows[cells[0].strip("`")] = (int(cells[1]), int(cells[2]))
+    assert len(rows) == 14, sorted(rows)
+    for i, name in enumerate(("digits-tiny", "fmnist-small")):
+        w = widths(PRESETS[name])
+        derived = {
+            "residual_bits": w.residual_bits,
+            "membrane_bits(residual_max)": w.membrane_bits(w.residual_max),
+            "membrane_bits(lin_d_max)": w.membrane_bits(w.lin_d_max),
+            "logit_bits": w.logit_bits,
+        }
+        for key, values in rows.items():
+            want = derived[key] if key in derived else getattr(w, key)
+            assert values[i] == want, f"docs/integer-semantics.md says {key} = {values[i]} for {name}; widths() gives {want}"
