@@ -1,0 +1,119 @@
+"""`SpikeDrivenAttention`: the V1 spike-driven self-attention (AND, popcount, kv LIF, mask)."""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Module, Signal, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.adder_tree import AdderTree, tree_latency
+from hw.common import check_fault, check_int, pack, sbits, ubits
+from hw.lif import LIFArray
+
+__all__ = ["SpikeDrivenAttention"]
+
+
+class SpikeDrivenAttention(wiring.Component):
+    """quant.contract.sdsa_v1 for one timestep, one block at a time.
+
+    ``count[c] = sum over tokens n of K[n, c] AND V[n, c]`` (per-channel popcount),
+    ``kv = LIF_attn(count)`` with the block's own per-channel thresholds and membranes (one
+    membrane row per block), ``attn[n, c] = Q[n, c] AND kv[c]``.
+
+    Parameters
+    ----------
+    dim : int >= 1              D, channels.
+    tokens : int >= 1           N, tokens summed (bounds the count: N).
+    theta : array [blocks, D]   the kv thresholds of every block (kv.theta), baked in a memory.
+    theta_bits : int            unsigned bits of a threshold.
+    rows : int >= 1             K/V token rows accepted per cycle (a popcount tree of `rows`
+                                inputs per channel).
+    register_every : int        the popcount trees' pipeline spacing (HardwareConfig).
+    fault : test-only defect passed to the trees ("tree_input") and the LIF ("leak_round").
+
+    Ports
+    -----
+    clear : In(1)               all kv membranes 0 (start of an image).
+    count_clear : In(1)         count <= 0 (start of a block's attention at a timestep).
+    i_valid : In(1), i_k, i_v : In(ArrayLayout(unsigned(D), rows))
+        Add the AND of `rows` token rows to the counts.
+    fire : In(1), block : In(range(blocks))
+        Run the kv LIF of `block` on the counts (the counts must be final: issue `fire` at
+        least ``count_latency`` cycles after the last ``i_valid``).
+    kv_valid : Out(1)           pulse, ``fire_latency`` cycles after `fire`; `kv` is then valid
+    kv : Out(unsigned(D))       and held until the next fire.
+    q : In(unsigned(D)), attn : Out(unsigned(D))   attn = q AND kv (combinational).
+
+    Latency: count_latency = tree latency + 1; fire_latency = 4 (theta read, LIF 2, kv register).
+
+    Resources: D popcount trees of `rows` inputs, D counters of ubits(N) bits, a D-lane LIF
+    (membranes blocks x D x x_bits), the theta memory blocks x D*theta_bits bits.
+    """
+
+    def __init__(self, dim: int, tokens: int, theta, theta_bits: int, *, rows: int = 1,
+                 register_every: int = 0, fault=None):
+        owner = "SpikeDrivenAttention"
+        check_int(owner, "dim", dim, 1, 4096)
+        check_int(owner, "tokens", tokens, 1, 1 << 16)
+        check_int(owner, "theta_bits", theta_bits, 1, 32)
+        check_int(owner, "rows", rows, 1, tokens)
+        check_int(owner, "register_every", register_every, 0, 64)
+        check_fault(owner, fault)
+        theta = np.asarray(theta)
+        if theta.ndim != 2 or theta.shape[1] != dim or theta.shape[0] < 1:
+            raise ValueError(f"{owner}: theta must have shape [blocks >= 1, {dim}], got {theta.shape}")
+        if theta.min() < 1 or theta.max() >= (1 << theta_bits):
+            raise ValueError(f"{owner}: thresholds must be in [1, {(1 << theta_bits) - 1}], got [{theta.min()}, {theta.max()}]")
+        self.dim, self.tokens, self.rows, self.fault = dim, tokens, rows, fault
+        self.blocks = theta.shape[0]
+        self.theta_bits = theta_bits
+        self.theta_rows = [pack(r, theta_bits) for r in theta]
+        self.count_bits = ubits(tokens)
+        self.x_bits = sbits(tokens)
+        self.register_every = register_every
+        self.count_latency = tree_latency(rows, register_every) + 1
+        self.fire_latency = 4
+        super().__init__({
+            "clear": In(1), "count_clear": In(1),
+            "i_valid": In(1),
+            "i_k": In(data.ArrayLayout(unsigned(dim), rows)),
+            "i_v": In(data.ArrayLayout(unsigned(dim), rows)),
+            "fire": In(1), "block": In(range(self.blocks)),
+            "kv_valid": Out(1), "kv": Out(unsigned(dim)),
+            "q": In(unsigned(dim)), "attn": Out(unsigned(dim)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        D, R = self.dim, self.rows
+        counts = [Signal(self.count_bits, name=f"count{c}") for c in range(D)]
+        for c in range(D):
+            tree = AdderTree(R, register_every=self.register_every, popcount=True, fault=self.fault)
+            m.submodules[f"pop{c}"] = tree
+            m.d.comb += [tree.i_valid.eq(self.i_valid)]
+            for r in range(R):
+                m.d.comb += tree.inputs[r].eq(self.i_k[r][c] & self.i_v[r][c])
+            with m.If(self.count_clear):
+                m.d.sync += counts[c].eq(0)
+            with m.Elif(tree.o_valid):
+                m.d.sync += counts[c].eq(counts[c] + tree.sum)
+
+        m.submodules.theta = tmem = memory.Memory(shape=unsigned(self.theta_bits * D), depth=self.blocks,
+                                                  init=self.theta_rows)
+        trp = tmem.read_port()
+        m.d.comb += trp.addr.eq(self.block)
+
+        m.submodules.lif = lif = LIFArray(D, self.blocks, self.x_bits, self.theta_bits, fault=self.fault)
+        fire1 = Signal()
+        block1 = Signal.like(self.block)
+        m.d.sync += [fire1.eq(self.fire), block1.eq(self.block)]
+        m.d.comb += [lif.clear.eq(self.clear), lif.i_valid.eq(fire1), lif.i_addr.eq(block1),
+                     lif.i_theta.eq(trp.data)]
+        for c in range(D):
+            m.d.comb += lif.i_x[c].eq(counts[c])
+        m.d.sync += self.kv_valid.eq(lif.o_valid)
+        with m.If(lif.o_valid):
+            m.d.sync += self.kv.eq(lif.o_s)
+        m.d.comb += self.attn.eq(self.q & self.kv)
+        return m

@@ -1,0 +1,92 @@
+"""Small helpers shared by the hardware components: parameter checks, packing, delays.
+
+Packing convention (used by every memory image in hw/): lane ``j`` of a packed word occupies
+bits ``[j*bits, (j+1)*bits)``, two's complement for signed values. `pack` builds memory init
+values in Python, `lane` reads them back in hardware.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from amaranth.hdl import Const, Signal, signed, unsigned, Value
+
+from quant.contract import bits_for
+
+__all__ = ["check_int", "check_bool", "pack", "unpack", "lane", "delay", "sbits", "ubits", "ceil_div", "FAULTS"]
+
+# Test-only deliberate defects (see hw.top.Top): each flips a single detail of the contract.
+FAULTS = (None, "leak_round", "tree_input")
+
+
+def check_int(owner: str, name: str, value, lo: int, hi: int | None = None) -> int:
+    """Raise TypeError for a non-integer and ValueError outside [lo, hi] (hi None: unbounded)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}: {name} must be an integer, not {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"{owner}: {name} must be {rng}, got {value}")
+    return value
+
+
+def check_bool(owner: str, name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{owner}: {name} must be True or False, not {value!r}")
+    return value
+
+
+def check_fault(owner: str, fault) -> None:
+    if fault not in FAULTS:
+        raise ValueError(f"{owner}: fault must be one of {FAULTS}, not {fault!r}")
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def sbits(bound: int) -> int:
+    """Signed bits that hold every integer in [-bound, bound]."""
+    return bits_for(-bound, bound)
+
+
+def ubits(bound: int) -> int:
+    """Unsigned bits that hold every integer in [0, bound]."""
+    return max(1, int(bound).bit_length())
+
+
+def pack(values: Iterable[int], bits: int) -> int:
+    """Lane j of the result holds values[j] in `bits` bits (two's complement)."""
+    mask = (1 << bits) - 1
+    word = 0
+    for j, v in enumerate(values):
+        v = int(v)
+        if not -(1 << (bits - 1)) <= v < (1 << bits):
+            raise ValueError(f"value {v} does not fit in {bits} bits")
+        word |= (v & mask) << (j * bits)
+    return word
+
+
+def unpack(word: int, bits: int, count: int, is_signed: bool = True) -> list[int]:
+    out = []
+    for j in range(count):
+        v = (word >> (j * bits)) & ((1 << bits) - 1)
+        if is_signed and v >> (bits - 1):
+            v -= 1 << bits
+        out.append(v)
+    return out
+
+
+def lane(word: Value, j: int, bits: int, is_signed: bool = True) -> Value:
+    """Lane j of a packed word (see the module doc)."""
+    v = word.word_select(j, bits)
+    return v.as_signed() if is_signed else v
+
+
+def delay(m, value: Value, cycles: int, name: str) -> Value:
+    """`value` delayed by `cycles` clock cycles through a chain of registers in `sync`."""
+    cur = value
+    for i in range(cycles):
+        r = Signal.like(cur, name=f"{name}_d{i + 1}") if isinstance(cur, Signal) else Signal(cur.shape(), name=f"{name}_d{i + 1}")
+        m.d.sync += r.eq(cur)
+        cur = r
+    return cur

@@ -1,0 +1,321 @@
+"""The host link in gateware: frame parser and responder between the UART and the datapath.
+
+Speaks exactly the protocol of boards/protocol.py (docs/host-protocol.md): it hunts for the sync
+bytes, reads the header, stores a CLASSIFY's pixels in a small memory while the CRC-16 runs over
+the frame, and only when the whole frame checks (CRC, version, command, length, config hash,
+pixel range) streams the pixels into the datapath, so a corrupted frame never reaches it. Every
+rejected frame is answered with a NAK naming the reason; a frame that stops arriving part-way
+(a dropped byte) is abandoned after ``timeout_cycles`` of silence with NAK TIMEOUT.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Signal, Cat, C, Const, unsigned, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from boards.protocol import (
+    MAX_PAYLOAD, SYNC, VERSION, Cmd, Identity, Nak, Result, RESPONSE_BIT,
+)
+
+__all__ = ["HostLink", "crc16_update", "pixel_layout", "result_layout", "LOGIT_BITS"]
+
+LOGIT_BITS = 32  # logits travel sign-extended to 32 bits (RESULT payload, little-endian int32)
+
+
+def crc16_update(crc, byte):
+    """CRC-16/CCITT-FALSE after one more byte: an expression of 16 bits (MSB first, poly 0x1021)."""
+    c = crc
+    for i in range(8):
+        fb = c[15] ^ byte[7 - i]
+        c = Cat(C(0, 1), c[:15]) ^ (fb.replicate(16) & C(0x1021, 16))
+    return c
+
+
+def pixel_layout(pixel_bits: int) -> data.StructLayout:
+    """One pixel in raster order (row, column, channel); ``last`` marks the image's final pixel."""
+    return data.StructLayout({"data": unsigned(pixel_bits), "last": 1})
+
+
+def result_layout(classes: int) -> data.StructLayout:
+    """What the datapath hands back per image: class, logits summed over T, cycle count."""
+    return data.StructLayout({
+        "cls": unsigned(16),
+        "cycles": unsigned(32),
+        "logits": data.ArrayLayout(signed(LOGIT_BITS), classes),
+    })
+
+
+def _const_bytes(b: bytes) -> Const:
+    return Const(int.from_bytes(b, "little"), 8 * max(1, len(b)))
+
+
+class HostLink(wiring.Component):
+    """Frame parser and responder for the UART host protocol.
+
+    Parameters
+    ----------
+    identity : boards.protocol.Identity
+        What IDENTIFY answers; also fixes the image size (``pixels`` bytes), ``pixel_bits``,
+        ``classes`` and the config hash a CLASSIFY must carry.
+    timeout_cycles : int
+        Silence (cycles without a byte) after which a partly received frame is abandoned.
+
+    Members
+    -------
+    rx : In(stream.Signature(8))
+        Bytes from the UART receiver; always accepted (ready is held high), because the UART
+        cannot be paused. Bytes arriving while a request is being served are dropped.
+    tx : Out(stream.Signature(8))
+        Response bytes to the UART transmitter.
+    pixels : Out(stream.Signature(pixel_layout(pixel_bits)))
+        The image of an accepted CLASSIFY, ``pixels`` beats in raster order, ``last`` on the final one.
+    result : In(stream.Signature(result_layout(classes)))
+        The datapath's answer; taken only while a CLASSIFY waits for it.
+    busy : Out(1)
+        High from an accepted CLASSIFY until its RESULT is sent (an LED).
+    naks : Out(8)
+        Count of NAKs sent, wrapping (LEDs show it).
+
+    Latency: a CLASSIFY's first pixel leaves 3 cycles after its last CRC byte; the RESULT's first
+    byte leaves 2 cycles after ``result.valid``.
+    Resources: one memory of ``pixels`` x ``pixel_bits`` (an EBR, or LUT RAM when small); a
+    response register of 8 x max(payload) FF (47 bytes for 10 classes) and its byte mux; the
+    CRC and the FSM: a few hundred LUT4.
+    """
+
+    def __init__(self, identity: Identity, *, timeout_cycles: int):
+        if not isinstance(identity, Identity):
+            raise TypeError(f"identity must be a boards.protocol.Identity, not {identity!r}")
+        if isinstance(timeout_cycles, bool) or not isinstance(timeout_cycles, int) or timeout_cycles < 16:
+            raise ValueError(f"timeout_cycles must be an integer >= 16, not {timeout_cycles!r}")
+        if identity.pixels < 1 or identity.pixels + 4 > MAX_PAYLOAD:
+            raise ValueError(f"an image of {identity.pixels} pixels does not fit a {MAX_PAYLOAD}-byte payload")
+        if not 1 <= identity.pixel_bits <= 8:
+            raise ValueError(f"pixels travel as single bytes; pixel_bits={identity.pixel_bits} must be 1..8")
+        if identity.spike_layers:
+            raise ValueError("the link does not carry spike counts yet; spike_layers must be 0")
+        self.identity = identity
+        self.timeout_cycles = timeout_cycles
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "tx": Out(stream.Signature(8)),
+            "pixels": Out(stream.Signature(pixel_layout(identity.pixel_bits))),
+            "result": In(stream.Signature(result_layout(identity.classes))),
+            "busy": Out(1),
+            "naks": Out(8),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        ident = self.identity
+        npix = ident.pixels
+        classify_len = 4 + npix
+        result_len = Result.length(ident.classes)
+        ident_bytes = ident.encode()
+        resp_bytes = max(result_len, len(ident_bytes), 2)
+        assert resp_bytes < 256  # the LEN_HI byte of every response is 0
+        pidx_bits = max(1, (resp_bytes - 1).bit_length())
+
+        m.submodules.mem = mem = Memory(shape=unsigned(ident.pixel_bits), depth=npix, init=[])
+        wr = mem.write_port()
+        rd = mem.read_port(transparent_for=())
+
+        # --- receive side ----------------------------------------------------------------
+        byte = self.rx.payload
+        got = Signal()
+        m.d.comb += [self.rx.ready.eq(1), got.eq(self.rx.valid)]
+
+        crc = Signal(16, init=0xFFFF)
+        hdr = Signal(range(5))
+        version = Signal(8)
+        cmd = Signal(8)
+        seq = Signal(8)
+        length = Signal(16)
+        idx = Signal(16)              # payload byte index
+        crc_idx = Signal()
+        hash_reg = Signal(32)
+        pixel_oob = Signal()          # some pixel byte exceeded pixel_bits
+        silence = Signal(range(self.timeout_cycles + 1))
+
+        # --- response side ---------------------------------------------------------------
+        resp_cmd = Signal(8)
+        resp_len = Signal(range(resp_bytes + 1))
+        resp = Signal(8 * resp_bytes)
+        tx_idx = Signal(range(7 + resp_bytes + 2 + 1))
+        tx_crc = Signal(16, init=0xFFFF)
+
+        nak_code = Signal(8)
+
+        def send_nak(code):
+            m.d.sync += [
+                resp_cmd.eq(Cmd.NAK), resp_len.eq(2), resp.eq(Cat(C(code, 8), cmd)),
+                self.naks.eq(self.naks + 1),
+            ]
+            m.next = "SEND"
+
+        # pixel feed
+        fidx = Signal(range(npix + 1))
+        issued = Signal()
+        load = ~self.pixels.valid | self.pixels.ready
+        last_reg = Signal()
+        m.d.comb += [
+            self.pixels.valid.eq(issued),
+            self.pixels.payload.data.eq(rd.data),
+            self.pixels.payload.last.eq(last_reg),
+            rd.addr.eq(fidx),
+        ]
+
+        in_frame = Signal()
+        with m.If(got | ~in_frame):
+            m.d.sync += silence.eq(0)
+        with m.Elif(silence != self.timeout_cycles):
+            m.d.sync += silence.eq(silence + 1)
+        timed_out = in_frame & (silence == self.timeout_cycles)
+
+        wrote_pixel = Signal()
+        m.d.comb += [
+            wr.addr.eq(idx - 4),
+            wr.data.eq(byte),
+            wrote_pixel.eq((cmd == Cmd.CLASSIFY) & (idx >= 4) & (idx < classify_len)),
+        ]
+
+        with m.FSM():
+            with m.State("HUNT"):
+                with m.If(got & (byte == SYNC[0])):
+                    m.next = "SYNC1"
+            with m.State("SYNC1"):
+                with m.If(got):
+                    with m.If(byte == SYNC[1]):
+                        m.d.sync += [crc.eq(0xFFFF), hdr.eq(0), idx.eq(0), crc_idx.eq(0),
+                                     pixel_oob.eq(0)]
+                        m.next = "HEADER"
+                    with m.Elif(byte != SYNC[0]):
+                        m.next = "HUNT"
+            with m.State("HEADER"):
+                m.d.comb += in_frame.eq(1)
+                with m.If(timed_out):
+                    send_nak(Nak.TIMEOUT)
+                with m.Elif(got):
+                    m.d.sync += [crc.eq(crc16_update(crc, byte)), hdr.eq(hdr + 1)]
+                    with m.Switch(hdr):
+                        with m.Case(0):
+                            m.d.sync += version.eq(byte)
+                        with m.Case(1):
+                            m.d.sync += cmd.eq(byte)
+                        with m.Case(2):
+                            m.d.sync += seq.eq(byte)
+                        with m.Case(3):
+                            m.d.sync += length[:8].eq(byte)
+                        with m.Case(4):
+                            m.d.sync += length[8:].eq(byte)
+                            with m.If(Cat(length[:8], byte) > MAX_PAYLOAD):
+                                send_nak(Nak.BAD_LENGTH)
+                            with m.Elif(Cat(length[:8], byte) == 0):
+                                m.next = "CRC"
+                            with m.Else():
+                                m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                m.d.comb += in_frame.eq(1)
+                with m.If(timed_out):
+                    send_nak(Nak.TIMEOUT)
+                with m.Elif(got):
+                    m.d.sync += [crc.eq(crc16_update(crc, byte)), idx.eq(idx + 1)]
+                    with m.If(idx < 4):
+                        m.d.sync += hash_reg.word_select(idx[:2], 8).eq(byte)
+                    with m.If(wrote_pixel):
+                        m.d.comb += wr.en.eq(1)
+                        with m.If(byte > (1 << ident.pixel_bits) - 1):
+                            m.d.sync += pixel_oob.eq(1)
+                    with m.If(idx + 1 == length):
+                        m.next = "CRC"
+            with m.State("CRC"):
+                m.d.comb += in_frame.eq(1)
+                with m.If(timed_out):
+                    send_nak(Nak.TIMEOUT)
+                with m.Elif(got):
+                    m.d.sync += [crc.eq(crc16_update(crc, byte)), crc_idx.eq(1)]
+                    with m.If(crc_idx):
+                        m.next = "CHECK"
+            with m.State("CHECK"):
+                # the CRC register ran over the CRC bytes too: 0 means the frame is intact
+                with m.If(crc != 0):
+                    send_nak(Nak.BAD_CRC)
+                with m.Elif(version != VERSION):
+                    send_nak(Nak.BAD_VERSION)
+                with m.Elif(cmd == Cmd.IDENTIFY):
+                    with m.If(length != 0):
+                        send_nak(Nak.BAD_LENGTH)
+                    with m.Else():
+                        m.d.sync += [resp_cmd.eq(Cmd.IDENTITY), resp_len.eq(len(ident_bytes)),
+                                     resp.eq(_const_bytes(ident_bytes))]
+                        m.next = "SEND"
+                with m.Elif(cmd == Cmd.CLASSIFY):
+                    with m.If(length != classify_len):
+                        send_nak(Nak.BAD_LENGTH)
+                    with m.Elif(hash_reg != ident.config_hash32):
+                        send_nak(Nak.CONFIG_MISMATCH)
+                    with m.Elif(pixel_oob):
+                        send_nak(Nak.BAD_LENGTH)
+                    with m.Else():
+                        m.d.sync += [fidx.eq(0), issued.eq(0), self.busy.eq(1)]
+                        m.next = "FEED"
+                with m.Elif(cmd == Cmd.LOAD_WEIGHTS):
+                    # the datapath has no weight write port: weights are baked into the bitstream
+                    send_nak(Nak.UNSUPPORTED)
+                with m.Else():
+                    send_nak(Nak.UNKNOWN_COMMAND)
+            with m.State("FEED"):
+                with m.If(load):
+                    m.d.comb += rd.en.eq(1)
+                    m.d.sync += [issued.eq(fidx != npix), last_reg.eq(fidx == npix - 1)]
+                    with m.If(fidx != npix):
+                        m.d.sync += fidx.eq(fidx + 1)
+                    with m.Elif(~issued | self.pixels.ready):
+                        m.next = "WAIT"
+            with m.State("WAIT"):
+                m.d.comb += self.result.ready.eq(1)
+                with m.If(self.result.valid):
+                    r = self.result.payload
+                    m.d.sync += [
+                        resp_cmd.eq(Cmd.RESULT),
+                        resp_len.eq(result_len),
+                        # cls u16, cycles u32, n_logits u16, logits int32 x C, n_spike_layers u8
+                        resp.eq(Cat(r.cls, r.cycles, C(ident.classes, 16),
+                                    *[r.logits[i] for i in range(ident.classes)], C(0, 8))),
+                    ]
+                    m.next = "SEND"
+            with m.State("SEND"):
+                # byte at tx_idx: 0,1 sync; 2 ver; 3 cmd; 4 seq; 5,6 len; payload; crc hi, lo
+                out = Signal(8)
+                pidx = tx_idx - 7
+                with m.If(tx_idx == 0):
+                    m.d.comb += out.eq(SYNC[0])
+                with m.Elif(tx_idx == 1):
+                    m.d.comb += out.eq(SYNC[1])
+                with m.Elif(tx_idx == 2):
+                    m.d.comb += out.eq(VERSION)
+                with m.Elif(tx_idx == 3):
+                    m.d.comb += out.eq(resp_cmd)
+                with m.Elif(tx_idx == 4):
+                    m.d.comb += out.eq(seq)
+                with m.Elif(tx_idx == 5):
+                    m.d.comb += out.eq(resp_len)
+                with m.Elif(tx_idx == 6):
+                    m.d.comb += out.eq(0)
+                with m.Elif(tx_idx < 7 + resp_len):
+                    m.d.comb += out.eq(resp.word_select(pidx[:pidx_bits], 8))
+                with m.Elif(tx_idx == 7 + resp_len):
+                    m.d.comb += out.eq(tx_crc[8:])
+                with m.Else():
+                    m.d.comb += out.eq(tx_crc[:8])
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(out)]
+                with m.If(self.tx.ready):
+                    m.d.sync += tx_idx.eq(tx_idx + 1)
+                    with m.If((tx_idx >= 2) & (tx_idx < 7 + resp_len)):
+                        m.d.sync += tx_crc.eq(crc16_update(tx_crc, out))
+                    with m.If(tx_idx == 7 + resp_len + 1):
+                        m.d.sync += [tx_idx.eq(0), tx_crc.eq(0xFFFF), self.busy.eq(0)]
+                        m.next = "HUNT"
+        return m

@@ -1,0 +1,198 @@
+"""Boards the build knows, and the board top: clock and reset, PLL, UART, link, LEDs, the core.
+
+`BoardTop` wraps any *core* (the network datapath, or a stand-in) that has the two streams of
+the host link (``pixels`` in, ``result`` out; layouts from `hw.link`). On a platform it takes
+the board's oscillator through an ECP5 PLL to the requested core clock and holds the core in
+reset until the PLL locks; without a platform (simulation) it exposes the UART pins as plain
+signals, ``uart_rx`` and ``uart_tx``, in the ``sync`` domain the simulator clocks.
+
+LEDs: 0 heartbeat (about 1 Hz), 1 a CLASSIFY is being served, 2 PLL locked, 3..7 NAK count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from amaranth import ClockDomain, ClockSignal, Elaboratable, Module, ResetSignal, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.lib.wiring import In, Out
+
+from boards.protocol import Identity
+from hw.link import HostLink, pixel_layout, result_layout
+from hw.pll import ECP5PLL, pll_params
+from hw.uart import UARTRx, UARTTx
+
+__all__ = ["Board", "BOARDS", "BoardError", "BoardTop", "ShellCore", "core_signature", "get_board"]
+
+
+class BoardError(ValueError):
+    """An unknown board or variant; the message lists the choices."""
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    variants: dict[str, str]     # variant -> "module:Class" of an amaranth-boards platform
+    default_variant: str
+    clock_resource: str
+    clock_in_mhz: float
+    programmer: str              # what --program calls
+    program_args: tuple[str, ...] = field(default=())
+
+    def platform_class(self, variant: str):
+        if variant not in self.variants:
+            raise BoardError(
+                f"unknown {self.name} variant {variant!r}; choose one of {', '.join(self.variants)}"
+            )
+        import importlib
+
+        mod, cls = self.variants[variant].split(":")
+        return getattr(importlib.import_module(mod), cls)
+
+
+BOARDS: dict[str, Board] = {
+    "ulx3s": Board(
+        name="ulx3s",
+        variants={v: f"amaranth_boards.ulx3s:ULX3S_{v}_Platform" for v in ("12F", "25F", "45F", "85F")},
+        default_variant="85F",
+        clock_resource="clk25",
+        clock_in_mhz=25.0,
+        programmer="openFPGALoader",
+        program_args=("-b", "ulx3s", "-m"),
+    ),
+}
+
+
+def get_board(name: str) -> Board:
+    if name not in BOARDS:
+        raise BoardError(f"unknown board {name!r}; choose one of {', '.join(BOARDS)}")
+    return BOARDS[name]
+
+
+def core_signature(pixel_bits: int, classes: int) -> wiring.Signature:
+    """What a core must offer the board top: image pixels in, one result per image out."""
+    return wiring.Signature({
+        "pixels": In(stream.Signature(pixel_layout(pixel_bits))),
+        "result": Out(stream.Signature(result_layout(classes))),
+    })
+
+
+class ShellCore(wiring.Component):
+    """A stand-in core that computes nothing: it takes an image and answers class 0, logits 0.
+
+    Only for bringing up the board shell (PLL, UART, link) before or without the network. Its
+    bitstream reports config hash 0, so a host refuses to classify with it instead of
+    returning meaningless classes. ``cycles`` is the number of cycles the image took to arrive.
+
+    Members: ``pixels`` In, ``result`` Out (see `core_signature`). Latency 1 cycle after ``last``.
+    """
+
+    def __init__(self, pixel_bits: int, classes: int):
+        super().__init__(core_signature(pixel_bits, classes))
+
+    def elaborate(self, platform):
+        m = Module()
+        count = Signal(32)
+        m.d.comb += self.pixels.ready.eq(~self.result.valid)
+        with m.If(self.result.valid & self.result.ready):
+            m.d.sync += [self.result.valid.eq(0), count.eq(0)]
+        with m.Elif(self.pixels.valid & self.pixels.ready):
+            m.d.sync += count.eq(count + 1)
+            with m.If(self.pixels.payload.last):
+                m.d.sync += [self.result.valid.eq(1), self.result.payload.cycles.eq(count + 1)]
+        return m
+
+
+class BoardTop(Elaboratable):
+    """The bitstream's top level.
+
+    Parameters
+    ----------
+    core : wiring.Component with the members of `core_signature`
+    identity : Identity
+        IDENTIFY's answer (its ``clock_khz`` is the achieved PLL clock on hardware).
+    baud : int
+        UART bit rate; the divisor is derived from the core clock.
+    board : Board or None
+        Needed with a platform, for the oscillator's name and frequency.
+    clock_mhz : float
+        The core clock the PLL makes (nearest achievable; see `hw.pll`).
+    uart_divisor : int or None
+        Cycles per bit in simulation (no platform); ignored on a platform.
+    timeout_cycles : int or None
+        The link's frame timeout; default 20 ms of core clock on a platform (USB-serial adapters
+        pause between USB packets for a millisecond or two), 64 bit times in simulation.
+    """
+
+    def __init__(self, core, identity: Identity, *, baud: int = 115200, board: Board | None = None,
+                 clock_mhz: float = 25.0, uart_divisor: int | None = None,
+                 timeout_cycles: int | None = None):
+        self.core = core
+        self.identity = identity
+        self.baud = baud
+        self.board = board
+        self.clock_mhz = clock_mhz
+        self.uart_divisor = uart_divisor
+        self.timeout_cycles = timeout_cycles
+        self.uart_rx = Signal(init=1)
+        self.uart_tx = Signal(init=1)
+        self.leds = Signal(8)
+        self.pll = None
+        if board is not None:
+            self.pll = pll_params(board.clock_in_mhz, clock_mhz)
+
+    def divisor(self) -> int:
+        from hw.uart import divisor_for
+
+        if self.pll is None:
+            return self.uart_divisor or 8
+        return divisor_for(self.pll.f_out_mhz * 1e6, self.baud)
+
+    def elaborate(self, platform):
+        m = Module()
+        divisor = self.divisor()
+        if platform is not None:
+            f_hz = self.pll.f_out_mhz * 1e6
+            timeout = self.timeout_cycles or int(f_hz * 0.02)
+        else:
+            timeout = self.timeout_cycles or 64 * divisor
+
+        m.submodules.rx = rx = UARTRx(divisor)
+        m.submodules.tx = tx = UARTTx(divisor)
+        m.submodules.link = link = HostLink(self.identity, timeout_cycles=timeout)
+        m.submodules.core = core = self.core
+        wiring.connect(m, rx.o, link.rx)
+        wiring.connect(m, link.tx, tx.i)
+        wiring.connect(m, link.pixels, core.pixels)
+        wiring.connect(m, core.result, link.result)
+        m.d.comb += [rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx)]
+
+        locked = Signal(init=1)
+        if platform is not None:
+            if self.board is None:
+                raise ValueError("BoardTop needs its Board to elaborate for a platform")
+            clk = platform.request(self.board.clock_resource, 0)
+            m.submodules.pll = pll = ECP5PLL(self.pll)
+            m.domains.sync = ClockDomain("sync")
+            m.d.comb += [pll.clk_in.eq(clk.i), ClockSignal("sync").eq(pll.clk_out), locked.eq(pll.locked)]
+            m.submodules.reset_sync = ResetSynchronizer(~pll.locked, domain="sync")
+            platform.add_clock_constraint(pll.clk_out, self.pll.f_out_mhz * 1e6)
+            uart = platform.request("uart", 0)
+            m.d.comb += [self.uart_rx.eq(uart.rx.i), uart.tx.o.eq(self.uart_tx)]
+            for i in range(8):
+                m.d.comb += platform.request("led", i).o.eq(self.leds[i])
+            beat_cycles = int(f_hz)
+        else:
+            beat_cycles = 1 << 10
+
+        beat = Signal(range(beat_cycles))
+        heartbeat = Signal()
+        with m.If(beat == beat_cycles - 1):
+            m.d.sync += [beat.eq(0), heartbeat.eq(~heartbeat)]
+        with m.Else():
+            m.d.sync += beat.eq(beat + 1)
+        m.d.comb += self.leds.eq(
+            heartbeat | (link.busy << 1) | (locked << 2) | (link.naks[:5] << 3)
+        )
+        return m

@@ -1,0 +1,115 @@
+"""`Readout`: per-timestep logits from the head spikes, summed over T; argmax."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Mux, Array, Module, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.adder_tree import AdderTree, tree_latency
+from hw.common import ceil_div, check_fault, check_int
+
+__all__ = ["Readout"]
+
+
+class Readout(wiring.Component):
+    """``logits[c] += sum over token lanes k of acc[k][c] (+ bias[c])``, then an argmax.
+
+    The head's spike-driven linear layer (`SpikeLinear` over the head weights) leaves, for a group
+    of TL tokens, TL partial logit vectors of P classes (one output chunk); an `AdderTree` per
+    class lane sums them over the token lanes and the result is added to the logit registers.
+    Adding the bias once per timestep makes ``logits = sum over t of (counts[t] @ W + b)`` as in
+    quant.golden.forward. ``argmax`` scans the classes in order keeping a strictly larger value,
+    so a tie goes to the lowest index (quant.contract.argmax_lowest).
+
+    Parameters
+    ----------
+    classes : int >= 2            C.
+    lanes : int >= 1              P, classes per chunk (ceil(C/P) chunks).
+    token_lanes : int >= 1        TL, partial sums reduced per cycle.
+    acc_bits : int                signed bits of one partial logit (SpikeLinear.acc_bits).
+    bias_bits : int
+    logit_bits : int              signed bits of a logit summed over T (Widths.logit_bits).
+    register_every : int          adder tree pipelining (HardwareConfig.tree_register_every).
+    fault : passed to the trees ("tree_input" drops a token lane).
+
+    Ports
+    -----
+    clear : In(1)                 logits <= 0 (start of an image).
+    i_valid : In(1), i_ch : In(range(chunks)), i_add_bias : In(1)
+    i_acc : In(ArrayLayout(ArrayLayout(signed(acc_bits), P), TL))
+    i_bias : In(ArrayLayout(signed(bias_bits), P))
+    start : In(1)                 begin the argmax (logits must be final).
+    done : Out(1)                 pulse; `cls` is valid and held.
+    cls : Out(range(C))
+    logits : Out(ArrayLayout(signed(logit_bits), C))
+
+    Latency: accumulate: tree latency + 1 cycles, one chunk per cycle; argmax: C + 1 cycles.
+
+    Resources: P adder trees of TL inputs, C logit registers with adders, a C:1 logit mux and
+    one comparator for the argmax.
+    """
+
+    def __init__(self, classes: int, lanes: int, token_lanes: int, acc_bits: int, bias_bits: int,
+                 logit_bits: int, *, register_every: int = 0, fault=None):
+        owner = "Readout"
+        check_int(owner, "classes", classes, 2, 1 << 16)
+        check_int(owner, "lanes", lanes, 1, 4096)
+        check_int(owner, "token_lanes", token_lanes, 1, 4096)
+        check_int(owner, "acc_bits", acc_bits, 2, 48)
+        check_int(owner, "bias_bits", bias_bits, 2, 48)
+        check_int(owner, "logit_bits", logit_bits, 2, 64)
+        check_fault(owner, fault)
+        self.classes, self.lanes, self.token_lanes = classes, lanes, token_lanes
+        self.acc_bits, self.bias_bits, self.logit_bits = acc_bits, bias_bits, logit_bits
+        self.register_every, self.fault = register_every, fault
+        self.chunks = ceil_div(classes, lanes)
+        self.latency = tree_latency(token_lanes, register_every) + 1
+        super().__init__({
+            "clear": In(1),
+            "i_valid": In(1), "i_ch": In(range(self.chunks)), "i_add_bias": In(1),
+            "i_acc": In(data.ArrayLayout(data.ArrayLayout(signed(acc_bits), lanes), token_lanes)),
+            "i_bias": In(data.ArrayLayout(signed(bias_bits), lanes)),
+            "start": In(1), "done": Out(1), "cls": Out(range(classes)),
+            "logits": Out(data.ArrayLayout(signed(logit_bits), classes)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        P, TL, C = self.lanes, self.token_lanes, self.classes
+        trees = []
+        for j in range(P):
+            tree = AdderTree(TL, self.acc_bits, self.register_every, fault=self.fault)
+            m.submodules[f"sum{j}"] = tree
+            m.d.comb += tree.i_valid.eq(self.i_valid)
+            for k in range(TL):
+                m.d.comb += tree.inputs[k].eq(self.i_acc[k][j])
+            trees.append(tree)
+        lat = trees[0].latency
+        ch, bias, add_bias = self.i_ch, self.i_bias, self.i_add_bias
+        for i in range(lat):  # the chunk index and bias travel with the tree
+            ch2, bias2, ab2 = Signal.like(ch, name=f"ch_d{i}"), Signal.like(bias, name=f"bias_d{i}"), Signal(name=f"ab_d{i}")
+            m.d.sync += [ch2.eq(ch), bias2.eq(bias), ab2.eq(add_bias)]
+            ch, bias, add_bias = ch2, bias2, ab2
+        for c in range(C):
+            chunk, j = divmod(c, P)
+            with m.If(self.clear):
+                m.d.sync += self.logits[c].eq(0)
+            with m.Elif(trees[0].o_valid & (ch == chunk)):
+                m.d.sync += self.logits[c].eq(self.logits[c] + trees[j].sum + Mux(add_bias, bias[j], 0))
+
+        idx = Signal(range(C + 1))
+        best = Signal(signed(self.logit_bits))
+        running = Signal()
+        logits = Array([self.logits[c] for c in range(C)])
+        m.d.sync += self.done.eq(0)
+        with m.If(self.start):
+            m.d.sync += [running.eq(1), idx.eq(1), best.eq(self.logits[0]), self.cls.eq(0)]
+        with m.Elif(running):
+            with m.If(idx == C):
+                m.d.sync += [running.eq(0), self.done.eq(1)]
+            with m.Else():
+                with m.If(logits[idx] > best):
+                    m.d.sync += [best.eq(logits[idx]), self.cls.eq(idx)]
+                m.d.sync += idx.eq(idx + 1)
+        return m

@@ -1,0 +1,630 @@
+"""The schedule of the whole network (`Program`) and the `Sequencer` that runs it.
+
+Schedule (timestep-major, as quant.golden.forward; every pass below runs for t = 0 .. T-1):
+
+=========  =========================================================================================
+pass       what
+=========  =========================================================================================
+ENC        for n, for chunk: I = E[n] + P[t, n] + (S_enc[t-1, n] ? g : 0) -> residual u[n];
+           LIF enc -> plane ENC
+QKV (l)    for token group, for chunk of q, k, v: SpikeLinear over the input plane (ENC for
+           block 0, RES after) -> + bias -> LIF -> planes Q, K, V
+KV (l)     for n: count += K[n] AND V[n]; kv = LIF_attn(count)
+O (l)      for token group (spikes Q AND kv), for chunk: SpikeLinear(W_o) -> requant -> u += ;
+           LIF mlp_in -> plane MLP
+FC1 (l)    for token group, for chunk: SpikeLinear(W_1) + bias -> LIF fc1 -> plane FC1
+FC2 (l)    for token group, for chunk: SpikeLinear(W_2) -> requant -> u += ; LIF of the next
+           block's input (or the head LIF after the last block) -> plane RES
+HEAD       for token group, for class chunk: SpikeLinear(W_head) over plane RES; Readout adds the
+           token lanes (and the bias once per t) into the logits
+=========  =========================================================================================
+
+After the last timestep the Readout's argmax gives the class. Every pass ends by waiting for the
+drain pipeline to empty, so a pass always reads complete planes.
+
+A token group is TL = token_lanes tokens (the last group zero-padded); a chunk is P = lanes
+output channels. The SpikeLinear reads one weight row per cycle (one input channel, P outputs)
+for all TL tokens at once, then the drain pipeline takes the TL accumulator vectors one per cycle:
+
+    S0 issue (param ROM, residual, encoder tap, plane reads) -> S1 data -> S1..S3 requant /
+    bias add / encoder sum -> S3 x = (u +) y; residual write; LIF in -> S5 spikes: plane
+    write, trace record
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.attention import SpikeDrivenAttention
+from hw.common import ceil_div, check_fault, pack, sbits, ubits
+from hw.encoder import STFEncoder
+from hw.lif import LIFArray
+from hw.readout import Readout
+from hw.requant import Requant
+from hw.spike_linear import SpikeLinear, pack_matrix
+from model.config import HardwareConfig, ModelConfig
+from quant.artifact import Artifact
+from quant.contract import widths
+from quant.golden import spike_layers
+
+__all__ = ["Program", "Sequencer", "trace_layout", "PLANES"]
+
+# Spike planes (one memory each, a row per token).
+PL_ENC, PL_RES, PL_Q, PL_K, PL_V, PL_MLP, PL_FC1 = range(7)
+PLANES = ("enc", "res", "q", "k", "v", "mlp", "fc1")
+# Pass kinds and drain modes.
+ENC, LIN, KV, HEAD = "ENC", "LIN", "KV", "HEAD"
+MODE_ENC, MODE_BIAS, MODE_RQ = 0, 1, 2
+DRAIN_DEPTH = 5  # S0 issue .. S5 plane write
+
+
+def trace_layout(cfg: ModelConfig) -> data.StructLayout:
+    """Payload of one trace record: a LIF row (see hw.trace)."""
+    return data.StructLayout({
+        "layer": unsigned(ubits(len(spike_layers(cfg)) - 1)),
+        "t": unsigned(ubits(cfg.timesteps - 1)),
+        "token": unsigned(ubits(cfg.tokens - 1)),
+        "spikes": unsigned(max(cfg.dim, cfg.hidden)),
+    })
+
+
+@dataclass
+class Chunk:
+    layer: int      # trace layer id (index into spike_layers), -1 for the head's logits
+    lif: str        # membrane region name
+    ch: int         # chunk index within the layer
+    nch: int        # chunks of the layer
+    width: int      # channels of the layer
+    wbase: int      # first weight row (LIN/HEAD)
+    prow: int       # param ROM row
+    dest: int       # plane written
+    last: bool      # last chunk of the layer's row
+
+
+@dataclass
+class Pass:
+    kind: str
+    name: str
+    block: int = 0
+    source: int = PL_ENC
+    masked: bool = False   # source spikes AND kv (the O pass)
+    n_in: int = 0
+    mode: int = MODE_BIAS
+    chunks: list = field(default_factory=list)
+
+
+class Program:
+    """Everything the Sequencer bakes in, derived from an artifact and a HardwareConfig.
+
+    Memory map (rows; P = lanes, TL = token_lanes, chD/chH/chC = ceil(D/P), ceil(H/P), ceil(C/P)):
+
+    - weights (SpikeLinear): per block q, k, v, o (chD*D rows each), fc1 (chH*D), fc2 (chD*H),
+      then head (chC*D); rows of P x weight_bits (`pack_matrix` order).
+    - params: one row per output chunk of every pass: bias | mult | theta, P lanes each.
+    - membranes (LIFArray): enc, per block q, k, v, mlp_in, fc1, then the RES-plane LIF of each
+      block (next block's `in`, or `head`): N*nch rows each, row n*nch + ch.
+    - residual u: N*chD rows of P x residual bits; planes: N rows of nch*P bits.
+    """
+
+    def __init__(self, artifact: Artifact, hw: HardwareConfig):
+        if not isinstance(artifact, Artifact):
+            raise TypeError(f"Program: artifact must be a quant.artifact.Artifact, not {type(artifact).__name__}")
+        if not isinstance(hw, HardwareConfig):
+            raise TypeError(f"Program: hw must be a model.config.HardwareConfig, not {type(hw).__name__}")
+        cfg = artifact.config
+        if cfg.blocks < 1:
+            raise ValueError("the hardware needs blocks >= 1 (the golden model's blocks=0 case, the head LIF on "
+                             "the encoder input, is not built)")
+        if cfg.heads != 1:
+            raise ValueError(f"the hardware computes heads=1 only (the golden model's sdsa_v1 is per channel, "
+                             f"so heads do not change results; use heads=1); got heads={cfg.heads}")
+        self.cfg, self.hw, self.artifact = cfg, hw, artifact
+        P_ = artifact.params
+        self.P = P = hw.lanes
+        self.TL = TL = min(hw.token_lanes, cfg.tokens)
+        D, H, N, C = cfg.dim, cfg.hidden, cfg.tokens, cfg.classes
+        self.chD, self.chH, self.chC = ceil_div(D, P), ceil_div(H, P), ceil_div(C, P)
+        self.groups = ceil_div(N, TL)
+        self.wd = wd = widths(cfg)
+        self.layers = spike_layers(cfg)
+        lid = {name: i for i, name in enumerate(self.layers)}
+        self.plane_width = [D, D, D, D, D, D, H]
+        self.x_bits = sbits(max(wd.enc_in_max, wd.lin_d_max, wd.lin_h_max, wd.residual_max))
+        self.res_bits = wd.residual_bits
+        self.theta_bits = cfg.threshold_bits
+
+        # Weight memory image.
+        self.weight_rows: list[int] = []
+
+        def add_matrix(w):
+            base = len(self.weight_rows)
+            self.weight_rows += pack_matrix(w, P, cfg.weight_bits)
+            return base
+
+        # Param ROM: bias | mult | theta.
+        self.param_rows: list[int] = []
+
+        def pad(vec, fill=0):
+            out = np.full(ceil_div(len(vec), P) * P, fill, np.int64)
+            out[:len(vec)] = vec
+            return out.reshape(-1, P)
+
+        def add_params(n_out, bias=None, mult=None, theta=None):
+            base = len(self.param_rows)
+            z = np.zeros(n_out, np.int64)
+            b = pad(bias if bias is not None else z)
+            mu = pad(mult if mult is not None else z)
+            th = pad(theta if theta is not None else np.ones(n_out, np.int64), fill=1)
+            for ch in range(len(b)):
+                word = pack(b[ch], cfg.bias_bits)
+                word |= pack(mu[ch], cfg.mult_bits) << (P * cfg.bias_bits)
+                word |= pack(th[ch], self.theta_bits) << (P * (cfg.bias_bits + cfg.mult_bits))
+                self.param_rows.append(word)
+            return base
+
+        # Membrane regions.
+        self.mbase: dict[str, int] = {}
+        self.mdepth = 0
+
+        def region(name, nch):
+            self.mbase[name] = self.mdepth
+            self.mdepth += N * nch
+
+        def chunks_of(layer, lif, width, wbase, n_in, prow, dest):
+            nch = ceil_div(width, P)
+            return [Chunk(layer, lif, ch, nch, width, wbase + ch * n_in, prow + ch, dest, ch == nch - 1)
+                    for ch in range(nch)]
+
+        self.passes: list[Pass] = []
+        region("enc", self.chD)
+        prow = add_params(D, theta=P_["enc.theta"])
+        self.passes.append(Pass(ENC, "enc", chunks=chunks_of(lid["enc"], "enc", D, 0, 0, prow, PL_ENC)))
+        for l in range(cfg.blocks):
+            p = f"b{l}."
+            qkv = Pass(LIN, p + "qkv", l, PL_ENC if l == 0 else PL_RES, n_in=D, mode=MODE_BIAS)
+            for name, dest in (("q", PL_Q), ("k", PL_K), ("v", PL_V)):
+                region(p + name, self.chD)
+                wb = add_matrix(P_[p + name + ".weight"])
+                prow = add_params(D, bias=P_[p + name + ".bias"], theta=P_[p + name + ".theta"])
+                qkv.chunks += chunks_of(lid[p + name], p + name, D, wb, D, prow, dest)
+            self.passes.append(qkv)
+            self.passes.append(Pass(KV, p + "kv", l))
+            region(p + "mlp_in", self.chD)
+            wb = add_matrix(P_[p + "o.weight"])
+            prow = add_params(D, bias=P_[p + "o.bias"], mult=P_[p + "o.mult"], theta=P_[p + "mlp_in.theta"])
+            self.passes.append(Pass(LIN, p + "o", l, PL_Q, masked=True, n_in=D, mode=MODE_RQ,
+                                    chunks=chunks_of(lid[p + "mlp_in"], p + "mlp_in", D, wb, D, prow, PL_MLP)))
+            region(p + "fc1", self.chH)
+            wb = add_matrix(P_[p + "fc1.weight"])
+            prow = add_params(H, bias=P_[p + "fc1.bias"], theta=P_[p + "fc1.theta"])
+            self.passes.append(Pass(LIN, p + "fc1", l, PL_MLP, n_in=D, mode=MODE_BIAS,
+                                    chunks=chunks_of(lid[p + "fc1"], p + "fc1", H, wb, D, prow, PL_FC1)))
+            nxt = f"b{l + 1}.in" if l + 1 < cfg.blocks else "head"
+            region(nxt, self.chD)
+            wb = add_matrix(P_[p + "fc2.weight"])
+            prow = add_params(D, bias=P_[p + "fc2.bias"], mult=P_[p + "fc2.mult"], theta=P_[nxt + ".theta"])
+            self.passes.append(Pass(LIN, p + "fc2", l, PL_FC1, n_in=H, mode=MODE_RQ,
+                                    chunks=chunks_of(lid[nxt], nxt, D, wb, H, prow, PL_RES)))
+        wb = add_matrix(P_["head.weight"])
+        prow = add_params(C, bias=P_["head.bias"])
+        self.passes.append(Pass(HEAD, "head", 0, PL_RES, n_in=D,
+                                chunks=chunks_of(-1, "", C, wb, D, prow, PL_RES)))
+        self.kv_theta = np.stack([P_[f"b{l}.kv.theta"] for l in range(cfg.blocks)])
+        self.inputs = max(D, H)
+
+    def memory_map(self) -> dict[str, int]:
+        """Rows and bits of every memory (for docs and reports)."""
+        cfg, P = self.cfg, self.P
+        return {
+            "weight_rows": len(self.weight_rows), "weight_bits": P * cfg.weight_bits,
+            "param_rows": len(self.param_rows), "param_bits": P * (cfg.bias_bits + cfg.mult_bits + self.theta_bits),
+            "membrane_rows": self.mdepth, "membrane_bits": P * self.x_bits,
+            "residual_rows": cfg.tokens * self.chD, "residual_bits": P * self.res_bits,
+        }
+
+
+class Sequencer(wiring.Component):
+    """The network core: runs `Program` on the image in the encoder's pixel memory.
+
+    Parameters
+    ----------
+    program : Program
+    trace : bool                 add the `trace` port (one record per LIF row, see hw.trace).
+    fault : test-only defect ("leak_round", "tree_input") passed to the LIFs and trees.
+
+    Ports
+    -----
+    pix_en : In(1), pix_addr : In(range(H*W*C)), pix_data : In(unsigned(pixel_bits))
+    start : In(1)                run the network on the stored image.
+    done : Out(1)                pulse; `cls` and `logits` valid and held until the next start.
+    cls : Out(range(C)), logits : Out(ArrayLayout(signed(logit_bits), C))
+    trace : Out(stream.Signature(trace_layout(cfg), always_ready=True))   (trace=True only)
+    w_en, w_addr, w_data : the SpikeLinear weight write port (HardwareConfig.weights="loadable")
+
+    Latency (cycles per image, dense mode): E: N*chD*(K+2)+4; per timestep: ENC N*chD+6;
+    per block QKV G*(TL+1 + 3chD*(n+3+TL)) + 6, KV N+1+count+fire, O/FC1/FC2 alike with their
+    chunk counts and fan-ins n (D or H); HEAD G*(TL+1 + chC*(D+5)) + flush; argmax C+1.
+    Event-driven: n becomes the number of inputs where any token of the group spikes.
+    Measured numbers: docs/hardware.md.
+
+    Resources: see the component docstrings; the Sequencer adds the spike planes (7 memories
+    of N rows), the residual memory, the param ROM and the drain pipeline (about 6 x P x
+    x_bits flip-flops).
+    """
+
+    def __init__(self, program: Program, *, trace: bool = False, fault=None):
+        if not isinstance(program, Program):
+            raise TypeError(f"Sequencer: program must be a hw.sequencer.Program, not {type(program).__name__}")
+        check_fault("Sequencer", fault)
+        self.program, self.trace_enabled, self.fault = program, bool(trace), fault
+        cfg = program.cfg
+        self.cfg = cfg
+        n_pix = cfg.image_shape[0] * cfg.image_shape[1] * cfg.image_shape[2]
+        members = {
+            "pix_en": In(1), "pix_addr": In(range(n_pix)), "pix_data": In(unsigned(cfg.pixel_bits)),
+            "start": In(1), "done": Out(1), "busy": Out(1),
+            "cls": Out(range(cfg.classes)),
+            "logits": Out(data.ArrayLayout(signed(program.wd.logit_bits), cfg.classes)),
+        }
+        if trace:
+            from amaranth.lib import stream
+            members["trace"] = Out(stream.Signature(trace_layout(cfg), always_ready=True))
+        if program.hw.weights == "loadable":
+            members.update({"w_en": In(1), "w_addr": In(range(len(program.weight_rows))),
+                            "w_data": In(unsigned(program.P * cfg.weight_bits))})
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        prog, cfg = self.program, self.cfg
+        P, TL, N, D, T = prog.P, prog.TL, cfg.tokens, cfg.dim, cfg.timesteps
+        hw = prog.hw
+        chD = prog.chD
+
+        # ---- components ------------------------------------------------------------------
+        m.submodules.enc = enc = STFEncoder(cfg, prog.artifact.params, P)
+        m.d.comb += [enc.pix_en.eq(self.pix_en), enc.pix_addr.eq(self.pix_addr), enc.pix_data.eq(self.pix_data)]
+        m.submodules.sl = sl = SpikeLinear(prog.inputs, P, TL, cfg.weight_bits, prog.weight_rows,
+                                           event_driven=hw.event_driven, loadable=hw.weights == "loadable")
+        if hw.weights == "loadable":
+            m.d.comb += [sl.w_en.eq(self.w_en), sl.w_addr.eq(self.w_addr), sl.w_data.eq(self.w_data)]
+        m.submodules.lif = lif = LIFArray(P, prog.mdepth, prog.x_bits, prog.theta_bits, fault=self.fault)
+        m.submodules.attn = attn = SpikeDrivenAttention(D, N, prog.kv_theta, prog.theta_bits, rows=1,
+                                                        register_every=hw.tree_register_every, fault=self.fault)
+        m.submodules.rq = rq = Requant(P, sl.acc_bits, cfg.mult_bits, cfg.bias_bits, cfg.requant_shift)
+        m.submodules.readout = ro = Readout(cfg.classes, P, TL, sl.acc_bits, cfg.bias_bits, prog.wd.logit_bits,
+                                            register_every=hw.tree_register_every, fault=self.fault)
+        m.d.comb += [self.cls.eq(ro.cls), self.logits.eq(ro.logits)]
+
+        # ---- memories ----------------------------------------------------------------------
+        planes = []
+        for i, name in enumerate(PLANES):
+            nch = ceil_div(prog.plane_width[i], P)
+            mem = memory.Memory(shape=unsigned(nch * P), depth=N, init=[])
+            m.submodules[f"plane_{name}"] = mem
+            planes.append((mem.read_port(), mem.write_port(granularity=P), nch))
+        m.submodules.params = pmem = memory.Memory(
+            shape=unsigned(P * (cfg.bias_bits + cfg.mult_bits + prog.theta_bits)),
+            depth=len(prog.param_rows), init=prog.param_rows)
+        prp = pmem.read_port()
+        m.submodules.residual = umem = memory.Memory(shape=unsigned(P * prog.res_bits), depth=N * chD, init=[])
+        uwp = umem.write_port()
+        urp = umem.read_port()
+
+        def p_bias(word, j):
+            return word.word_select(j, cfg.bias_bits).as_signed()
+
+        def p_mult(word, j):
+            return word[P * cfg.bias_bits:].word_select(j, cfg.mult_bits).as_signed()
+
+        def p_theta(word, j):
+            return word[P * (cfg.bias_bits + cfg.mult_bits):].word_select(j, prog.theta_bits)
+
+        # ---- drain pipeline, stage 0 (driven by the FSM) ------------------------------------
+        d_valid = Signal()
+        d_mode = Signal(range(3))
+        d_n = Signal(range(max(N, 2)))
+        d_lane = Signal(range(max(TL, 2)))
+        d_ch = Signal(range(max(prog.chH, chD, prog.chC, 2)))
+        d_layer = Signal(range(len(prog.layers)))
+        d_dest = Signal(range(len(PLANES)))
+        d_last = Signal()
+        d_mask = Signal(P)
+        d_maddr = Signal(range(prog.mdepth))
+        d_uaddr = Signal(range(N * chD))
+        d_prow = Signal(range(len(prog.param_rows)))
+        t = Signal(range(T))
+
+        m.d.comb += [prp.addr.eq(d_prow), urp.addr.eq(d_uaddr)]
+        # Encoder tap: S0 issue, S1 previous spikes arrive from the ENC plane, S2 result.
+        m.d.comb += [enc.tap_valid.eq(d_valid & (d_mode == MODE_ENC)), enc.tap_t.eq(t), enc.tap_n.eq(d_n),
+                     enc.tap_ch.eq(d_ch)]
+
+        def stage(sig, name):
+            r = Signal.like(sig, name=name)
+            m.d.sync += r.eq(sig)
+            return r
+
+        # S1
+        v1, mode1, ch1, t1 = stage(d_valid, "v1"), stage(d_mode, "mode1"), stage(d_ch, "ch1"), stage(t, "t1")
+        acc1 = stage(sl.acc[0], "acc1")
+        enc_rp = planes[PL_ENC][0]
+        s_prev = Signal(P)
+        m.d.comb += s_prev.eq(enc_rp.data.word_select(ch1, P) & (t1 != 0).replicate(P))
+        m.d.comb += enc.tap_s.eq(s_prev)
+        m.d.comb += rq.i_valid.eq(v1 & (mode1 == MODE_RQ))
+        y2 = Signal(data.ArrayLayout(signed(prog.x_bits), P))
+        for j in range(P):
+            m.d.comb += [rq.i_acc[j].eq(acc1[j]), rq.i_mult[j].eq(p_mult(prp.data, j)),
+                         rq.i_bias[j].eq(p_bias(prp.data, j))]
+            m.d.sync += y2[j].eq(acc1[j] + p_bias(prp.data, j))
+        theta1 = Signal(data.ArrayLayout(unsigned(prog.theta_bits), P))
+        for j in range(P):
+            m.d.comb += theta1[j].eq(p_theta(prp.data, j))
+        u1 = Signal(data.ArrayLayout(signed(prog.res_bits), P))
+        m.d.comb += u1.as_value().eq(urp.data)
+        # S2
+        mode2 = stage(mode1, "mode2")
+        theta2, u2 = stage(theta1, "theta2"), stage(u1, "u2")
+        # S3
+        mode3 = stage(mode2, "mode3")
+        theta3, u3 = stage(theta2, "theta3"), stage(u2, "u3")
+        y3 = Signal.like(y2, name="y3")
+        with m.If(mode2 == MODE_ENC):
+            for j in range(P):
+                m.d.sync += y3[j].eq(enc.tap_x[j])
+        with m.Else():
+            m.d.sync += y3.eq(y2)
+        x3 = Signal(data.ArrayLayout(signed(prog.x_bits), P))
+        for j in range(P):
+            with m.If(mode3 == MODE_RQ):
+                m.d.comb += x3[j].eq(u3[j] + rq.o_y[j])  # fits x_bits: |u| <= residual_max
+            with m.Else():
+                m.d.comb += x3[j].eq(y3[j])
+
+        meta = {"v": d_valid, "mode": d_mode, "n": d_n, "lane": d_lane, "ch": d_ch, "layer": d_layer,
+                "dest": d_dest, "last": d_last, "mask": d_mask, "maddr": d_maddr, "uaddr": d_uaddr, "t": t}
+        at3 = {k: v for k, v in meta.items()}
+        for i in range(3):
+            at3 = {k: stage(v, f"{k}_s{i + 1}") for k, v in at3.items()}
+        m.d.comb += [uwp.addr.eq(at3["uaddr"]), uwp.en.eq(at3["v"] & (at3["mode"] != MODE_BIAS))]
+        for j in range(P):
+            m.d.comb += uwp.data.word_select(j, prog.res_bits).eq(x3[j])
+        m.d.comb += [lif.i_valid.eq(at3["v"]), lif.i_addr.eq(at3["maddr"]), lif.i_x.eq(x3), lif.i_theta.eq(theta3)]
+        at5 = at3
+        for i in range(3, 5):
+            at5 = {k: stage(v, f"{k}_s{i + 1}") for k, v in at5.items()}
+        s5 = Signal(P)
+        m.d.comb += s5.eq(lif.o_s & at5["mask"])
+        for i, (rp, wp, nch) in enumerate(planes):
+            m.d.comb += [wp.addr.eq(at5["n"]), wp.data.eq(s5.replicate(nch))]
+            with m.If(at5["v"] & (at5["dest"] == i)):
+                for c in range(nch):
+                    m.d.comb += wp.en[c].eq(at5["ch"] == c)
+
+        # ---- trace ---------------------------------------------------------------------------
+        tr_valid = Signal()
+        tr_layer = Signal.like(d_layer)
+        tr_t = Signal.like(t)
+        tr_token = Signal(range(max(N, 2)))
+        tr_spikes = Signal(prog.inputs)
+        if self.trace_enabled:
+            max_ch = max(prog.chH, chD)
+            row = Signal(max_ch * P)
+            if max_ch > 1:
+                bufs = Array([Signal(max_ch * P, name=f"rowbuf{k}") for k in range(TL)])
+                cur = bufs[at5["lane"]]
+                for c in range(max_ch):
+                    m.d.comb += row.word_select(c, P).eq(Mux(at5["ch"] == c, s5, cur.word_select(c, P)))
+                with m.If(at5["v"]):
+                    with m.If(at5["last"]):
+                        m.d.sync += cur.eq(0)
+                    with m.Else():
+                        m.d.sync += cur.eq(row)
+            else:
+                m.d.comb += row.eq(s5)
+            m.d.sync += [self.trace.valid.eq(tr_valid), self.trace.payload.layer.eq(tr_layer),
+                         self.trace.payload.t.eq(tr_t), self.trace.payload.token.eq(tr_token),
+                         self.trace.payload.spikes.eq(tr_spikes)]
+            with m.If(at5["v"] & at5["last"]):
+                m.d.comb += [tr_valid.eq(1), tr_layer.eq(at5["layer"]), tr_t.eq(at5["t"]),
+                             tr_token.eq(at5["n"]), tr_spikes.eq(row)]
+
+        # ---- the schedule -------------------------------------------------------------------
+        n_ctr = Signal(range(N + 1))
+        ch_ctr = Signal(range(max(len(c.chunks) for c in prog.passes) + 1))
+        g_ctr = Signal(range(prog.groups + 1))
+        k_ctr = Signal(range(TL + 1))
+        wait = Signal(range(32))
+        blk = Signal(range(max(cfg.blocks, 2)))  # the block of the pass being run
+        m.d.comb += attn.block.eq(blk)
+        load1 = Signal()
+        load_lane1 = Signal.like(k_ctr)
+        load_n1 = Signal(range(N + TL + 1))
+        load_src = Signal(range(len(PLANES)))
+        load_masked = Signal()
+        m.d.sync += load1.eq(0)
+        flush_cycles = max(DRAIN_DEPTH, ro.latency + 1)
+
+        # Plane read addresses: the drain's ENC read, the loads, the KV count.
+        kv_read = Signal()
+        read_row = Signal(range(max(N, 2)))
+        for i, (rp, wp, nch) in enumerate(planes):
+            m.d.comb += rp.addr.eq(read_row)
+        src_data = Signal(prog.inputs)
+        with m.Switch(load_src):
+            for i, (rp, wp, nch) in enumerate(planes):
+                with m.Case(i):
+                    m.d.comb += src_data.eq(rp.data[:prog.plane_width[i]])
+        m.d.comb += attn.q.eq(src_data[:D])
+        loaded = Signal(prog.inputs)
+        m.d.comb += loaded.eq(Mux(load_masked, attn.attn, src_data))
+        valid_row = load_n1 < N
+        m.d.comb += [sl.load_en.eq(load1), sl.load_lane.eq(load_lane1),
+                     sl.load_row.eq(Mux(valid_row, loaded, 0))]
+        if self.trace_enabled:
+            attn_ids = Array([prog.layers.index(f"b{l}.attn") for l in range(cfg.blocks)])
+            with m.If(load1 & load_masked & valid_row):
+                m.d.comb += [tr_valid.eq(1), tr_layer.eq(attn_ids[attn.block]), tr_t.eq(t),
+                             tr_token.eq(load_n1), tr_spikes.eq(attn.attn)]
+            kv_ids = Array([prog.layers.index(f"b{l}.kv") for l in range(cfg.blocks)])
+            with m.If(attn.kv_valid):
+                m.d.comb += [tr_valid.eq(1), tr_layer.eq(kv_ids[attn.block]), tr_t.eq(t),
+                             tr_token.eq(0), tr_spikes.eq(attn.kv)]
+        m.d.comb += [attn.i_valid.eq(kv_read), attn.i_k[0].eq(planes[PL_K][0].data[:D]),
+                     attn.i_v[0].eq(planes[PL_V][0].data[:D])]
+        m.d.sync += kv_read.eq(0)
+
+        # HEAD drain: the Readout takes all token lanes at S1 (param row read at S0).
+        head1 = Signal()
+        head_ch1 = Signal(range(max(prog.chC, 2)))
+        head_bias1 = Signal()
+        m.d.comb += [ro.i_valid.eq(head1), ro.i_ch.eq(head_ch1), ro.i_add_bias.eq(head_bias1),
+                     ro.i_acc.eq(sl.acc)]
+        for j in range(P):
+            m.d.comb += ro.i_bias[j].eq(p_bias(prp.data, j))
+        m.d.sync += head1.eq(0)
+
+        m.d.comb += self.busy.eq(1)
+        m.d.sync += self.done.eq(0)
+        n_pass = len(prog.passes)
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.busy.eq(0)
+                with m.If(self.start):
+                    m.d.comb += [lif.clear.eq(1), attn.clear.eq(1), ro.clear.eq(1), enc.start.eq(1)]
+                    m.d.sync += t.eq(0)
+                    m.next = "EMBED"
+            with m.State("EMBED"):
+                with m.If(enc.done):
+                    m.next = "P0_BEGIN"
+            for pi, ps in enumerate(prog.passes):
+                nxt_begin = f"P{pi + 1}_BEGIN" if pi + 1 < n_pass else "T_NEXT"
+                ch_list = ps.chunks
+                nch_pass = len(ch_list)
+                if ch_list:
+                    c_layer = Array([max(c.layer, 0) for c in ch_list])
+                    c_ch = Array([c.ch for c in ch_list])
+                    c_nch = Array([c.nch for c in ch_list])
+                    c_wbase = Array([c.wbase for c in ch_list])
+                    c_prow = Array([c.prow for c in ch_list])
+                    c_dest = Array([c.dest for c in ch_list])
+                    c_last = Array([int(c.last) for c in ch_list])
+                    c_mbase = Array([prog.mbase.get(c.lif, 0) for c in ch_list])
+                    c_mask = Array([(1 << (min(P, c.width - c.ch * P))) - 1 for c in ch_list])
+                with m.State(f"P{pi}_BEGIN"):
+                    m.d.sync += [n_ctr.eq(0), ch_ctr.eq(0), g_ctr.eq(0), k_ctr.eq(0), wait.eq(0), blk.eq(ps.block)]
+                    if ps.kind == ENC:
+                        m.next = f"P{pi}_ENC"
+                    elif ps.kind == KV:
+                        m.d.comb += attn.count_clear.eq(1)
+                        m.next = f"P{pi}_COUNT"
+                    else:
+                        m.d.sync += [load_src.eq(ps.source), load_masked.eq(int(ps.masked))]
+                        m.next = f"P{pi}_LOAD"
+                if ps.kind == ENC:
+                    with m.State(f"P{pi}_ENC"):
+                        m.d.comb += [d_valid.eq(1), d_mode.eq(MODE_ENC), d_n.eq(n_ctr), d_lane.eq(0),
+                                     d_ch.eq(ch_ctr), d_layer.eq(c_layer[ch_ctr]), d_dest.eq(PL_ENC),
+                                     d_last.eq(c_last[ch_ctr]), d_mask.eq(c_mask[ch_ctr]),
+                                     d_maddr.eq(prog.mbase["enc"] + n_ctr * chD + ch_ctr),
+                                     d_uaddr.eq(n_ctr * chD + ch_ctr), d_prow.eq(c_prow[ch_ctr]),
+                                     read_row.eq(n_ctr)]
+                        with m.If(ch_ctr == chD - 1):
+                            m.d.sync += [ch_ctr.eq(0), n_ctr.eq(n_ctr + 1)]
+                            with m.If(n_ctr == N - 1):
+                                m.next = f"P{pi}_FLUSH"
+                        with m.Else():
+                            m.d.sync += ch_ctr.eq(ch_ctr + 1)
+                elif ps.kind == KV:
+                    with m.State(f"P{pi}_COUNT"):
+                        m.d.comb += read_row.eq(n_ctr)
+                        m.d.sync += [kv_read.eq(1), n_ctr.eq(n_ctr + 1)]
+                        with m.If(n_ctr == N - 1):
+                            m.next = f"P{pi}_CWAIT"
+                    with m.State(f"P{pi}_CWAIT"):
+                        m.d.sync += wait.eq(wait + 1)
+                        with m.If(wait == attn.count_latency):
+                            m.d.comb += [attn.fire.eq(1)]
+                            m.d.sync += wait.eq(0)
+                            m.next = f"P{pi}_FIRE"
+                    with m.State(f"P{pi}_FIRE"):
+                        with m.If(attn.kv_valid):
+                            m.next = nxt_begin
+                else:
+                    with m.State(f"P{pi}_LOAD"):
+                        n_load = g_ctr * TL + k_ctr
+                        m.d.comb += read_row.eq(n_load)
+                        m.d.sync += [load1.eq(1), load_lane1.eq(k_ctr), load_n1.eq(n_load), k_ctr.eq(k_ctr + 1)]
+                        with m.If(k_ctr == TL - 1):
+                            m.next = f"P{pi}_LOADW"
+                    with m.State(f"P{pi}_LOADW"):
+                        m.next = f"P{pi}_START"
+                    with m.State(f"P{pi}_START"):
+                        m.d.comb += [sl.start.eq(1), sl.base.eq(c_wbase[ch_ctr]), sl.n_in.eq(ps.n_in)]
+                        m.next = f"P{pi}_ACC"
+                    with m.State(f"P{pi}_ACC"):
+                        with m.If(sl.done):
+                            m.d.sync += k_ctr.eq(0)
+                            m.next = f"P{pi}_DRAIN"
+                    with m.State(f"P{pi}_DRAIN"):
+                        if ps.kind == HEAD:
+                            m.d.comb += d_prow.eq(c_prow[ch_ctr])
+                            m.d.sync += [head1.eq(1), head_ch1.eq(c_ch[ch_ctr]), head_bias1.eq(g_ctr == 0)]
+                            last_k = Const(1)
+                        else:
+                            n_d = g_ctr * TL + k_ctr
+                            cch = c_ch[ch_ctr]
+                            m.d.comb += [d_valid.eq(n_d < N), d_mode.eq(ps.mode), d_n.eq(n_d), d_lane.eq(k_ctr),
+                                         d_ch.eq(cch), d_layer.eq(c_layer[ch_ctr]), d_dest.eq(c_dest[ch_ctr]),
+                                         d_last.eq(c_last[ch_ctr]), d_mask.eq(c_mask[ch_ctr]),
+                                         d_maddr.eq(c_mbase[ch_ctr] + n_d * c_nch[ch_ctr] + cch),
+                                         d_uaddr.eq(n_d * chD + cch), d_prow.eq(c_prow[ch_ctr]),
+                                         sl.shift.eq(1)]
+                            m.d.sync += k_ctr.eq(k_ctr + 1)
+                            last_k = k_ctr == TL - 1
+                        with m.If(last_k):
+                            m.d.sync += [k_ctr.eq(0)]
+                            with m.If(ch_ctr == nch_pass - 1):
+                                m.d.sync += [ch_ctr.eq(0), g_ctr.eq(g_ctr + 1)]
+                                with m.If(g_ctr == prog.groups - 1):
+                                    m.next = f"P{pi}_FLUSH"
+                                with m.Else():
+                                    # attn trace records (O pass loads) must not meet drain records
+                                    m.next = f"P{pi}_GWAIT" if ps.masked else f"P{pi}_LOAD"
+                            with m.Else():
+                                m.d.sync += ch_ctr.eq(ch_ctr + 1)
+                                m.next = f"P{pi}_HWAIT" if ps.kind == HEAD else f"P{pi}_START"
+                    if ps.kind == HEAD:
+                        with m.State(f"P{pi}_HWAIT"):  # the Readout reads acc at S1
+                            m.next = f"P{pi}_START"
+                    if ps.masked:
+                        with m.State(f"P{pi}_GWAIT"):
+                            m.d.sync += wait.eq(wait + 1)
+                            with m.If(wait == DRAIN_DEPTH - 1):
+                                m.d.sync += wait.eq(0)
+                                m.next = f"P{pi}_LOAD"
+                if ps.kind != KV:
+                    with m.State(f"P{pi}_FLUSH"):
+                        m.d.sync += wait.eq(wait + 1)
+                        with m.If(wait == flush_cycles - 1):
+                            m.d.sync += wait.eq(0)
+                            m.next = nxt_begin
+            with m.State("T_NEXT"):
+                with m.If(t == T - 1):
+                    m.d.comb += ro.start.eq(1)
+                    m.next = "ARGMAX"
+                with m.Else():
+                    m.d.sync += t.eq(t + 1)
+                    m.next = "P0_BEGIN"
+            with m.State("ARGMAX"):
+                with m.If(ro.done):
+                    m.d.sync += self.done.eq(1)
+                    m.next = "IDLE"
+
+        return m

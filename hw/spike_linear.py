@@ -1,0 +1,191 @@
+"""`SpikeLinear`: spike-driven linear layer (adds only) over a weight memory, P x TL lanes."""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.common import ceil_div, check_bool, check_int, pack, sbits
+
+__all__ = ["SpikeLinear", "pack_matrix"]
+
+
+def pack_matrix(weight: np.ndarray, lanes: int, weight_bits: int) -> list[int]:
+    """Memory image of one weight matrix W[in, out] for `SpikeLinear`.
+
+    Output chunk ch (channels ch*lanes ... ch*lanes+lanes-1, the last one zero-padded) is the
+    block of rows ``[ch*in_dim, (ch+1)*in_dim)``; row i of a chunk packs W[i, chunk] lane by
+    lane (lane j at bits [j*weight_bits, (j+1)*weight_bits)).
+    """
+    w = np.asarray(weight)
+    if w.ndim != 2:
+        raise ValueError(f"pack_matrix: weight must be 2-D [in, out], got shape {w.shape}")
+    n_in, n_out = w.shape
+    rows = []
+    for ch in range(ceil_div(n_out, lanes)):
+        block = w[:, ch * lanes:(ch + 1) * lanes]
+        for i in range(n_in):
+            rows.append(pack(block[i], weight_bits))
+    return rows
+
+
+class SpikeLinear(wiring.Component):
+    """``acc[k][j] = sum over inputs i with spikes[k][i] = 1 of W[base + i][j]``.
+
+    One weight row (P = `lanes` weights of one output chunk) is read per cycle and serves all
+    `token_lanes` (TL) tokens at once: token lane k adds it where its own spike bit is 1. In
+    event-driven mode only the inputs where at least one token lane spikes are visited (a
+    find-first-set over the OR of the lanes' spike vectors); in dense mode all ``n_in`` inputs.
+
+    Parameters
+    ----------
+    inputs : int >= 1            the widest input vector (max fan-in of the layers served).
+    lanes : int >= 1             P, output channels per weight row.
+    token_lanes : int >= 1       TL, token accumulators fed by each row.
+    weight_bits : int in 2..8
+    rows : list[int]             the weight memory image (see `pack_matrix`); its length is the
+                                 memory depth. Baked in as the memory's init.
+    event_driven : bool
+    loadable : bool              adds a write port (``w_en``, ``w_addr``, ``w_data``).
+
+    Accumulator width: ``acc_bits = bits for +-inputs * 2^(weight_bits-1)``: a sum of at most
+    `inputs` weights each |W| <= 2^(weight_bits-1) cannot leave that range.
+
+    Ports
+    -----
+    load_en : In(1), load_lane : In(range(TL)), load_row : In(unsigned(inputs))
+        Write token lane `load_lane`'s spike vector (held until overwritten).
+    start : In(1), base : In(range(depth)), n_in : In(range(inputs + 1))
+        Start one accumulation: zero the accumulators, then visit inputs 0 .. n_in-1 (bits of
+        the spike vectors at and above n_in are ignored) reading rows base + i.
+    busy : Out(1)                from the cycle after `start` until `done`.
+    done : Out(1)                one-cycle pulse: `acc` is final.
+    acc : Out(ArrayLayout(ArrayLayout(signed(acc_bits), lanes), TL))
+    shift : In(1)                drain: acc[k] <= acc[k+1], the last lane <= 0.
+    w_en : In(1), w_addr : In(range(depth)), w_data : In(unsigned(lanes*weight_bits))  (loadable)
+
+    Latency: from `start` to `done`: v + 2 cycles, v = n_in (dense) or the number of inputs
+    where any token lane spikes (event-driven). The weight read is registered (the EBR output
+    register), so the memory never sits in a combinational path with the adders.
+
+    Resources: weight memory depth x lanes*weight_bits bits (EBR); TL*lanes accumulators of
+    acc_bits (flip-flops + one adder each); a TL-way `inputs`:1 bit mux for the spike gates;
+    in event-driven mode an `inputs`-bit find-first-set (one carry chain + an OR encoder).
+    """
+
+    def __init__(self, inputs: int, lanes: int, token_lanes: int, weight_bits: int, rows, *,
+                 event_driven: bool = True, loadable: bool = False):
+        owner = "SpikeLinear"
+        check_int(owner, "inputs", inputs, 1, 1 << 16)
+        check_int(owner, "lanes", lanes, 1, 4096)
+        check_int(owner, "token_lanes", token_lanes, 1, 4096)
+        check_int(owner, "weight_bits", weight_bits, 2, 8)
+        check_bool(owner, "event_driven", event_driven)
+        check_bool(owner, "loadable", loadable)
+        rows = [int(r) for r in rows]
+        if not rows:
+            raise ValueError(f"{owner}: rows (the weight memory image) must not be empty")
+        word = lanes * weight_bits
+        bad = [r for r in rows if not 0 <= r < (1 << word)]
+        if bad:
+            raise ValueError(f"{owner}: weight row value {bad[0]} does not fit {lanes} lanes x {weight_bits} bits; "
+                             "build rows with hw.spike_linear.pack_matrix")
+        self.inputs, self.lanes, self.token_lanes, self.weight_bits = inputs, lanes, token_lanes, weight_bits
+        self.rows = rows
+        self.depth = len(rows)
+        self.event_driven = event_driven
+        self.loadable = loadable
+        self.acc_bits = sbits(inputs * (1 << (weight_bits - 1)))
+        members = {
+            "load_en": In(1), "load_lane": In(range(token_lanes)), "load_row": In(unsigned(inputs)),
+            "start": In(1), "base": In(range(self.depth)), "n_in": In(range(inputs + 1)),
+            "busy": Out(1), "done": Out(1),
+            "acc": Out(data.ArrayLayout(data.ArrayLayout(signed(self.acc_bits), lanes), token_lanes)),
+            "shift": In(1),
+        }
+        if loadable:
+            members.update({"w_en": In(1), "w_addr": In(range(self.depth)), "w_data": In(unsigned(word))})
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        P, TL, n, wb = self.lanes, self.token_lanes, self.inputs, self.weight_bits
+        m.submodules.weights = mem = memory.Memory(shape=unsigned(P * wb), depth=self.depth, init=self.rows)
+        rp = mem.read_port()
+        if self.loadable:
+            wp = mem.write_port()
+            m.d.comb += [wp.en.eq(self.w_en), wp.addr.eq(self.w_addr), wp.data.eq(self.w_data)]
+
+        spikes = [Signal(n, name=f"spikes{k}") for k in range(TL)]
+        with m.If(self.load_en):
+            for k in range(TL):
+                with m.If(self.load_lane == k):
+                    m.d.sync += spikes[k].eq(self.load_row)
+
+        running = Signal()
+        base = Signal.like(self.base)
+        n_in = Signal.like(self.n_in)
+        # Issue stage: pick the next input index.
+        idx = Signal(range(max(n, 2)))
+        issue = Signal()
+        if self.event_driven:
+            pending = Signal(n)
+            onehot = Signal(n)
+            m.d.comb += onehot.eq(pending & (~pending + 1)[:n])  # lowest set bit
+            for b in range(len(idx)):
+                m.d.comb += idx[b].eq(0 if not [i for i in range(n) if (i >> b) & 1]
+                                      else _or_bits(onehot, [i for i in range(n) if (i >> b) & 1]))
+            m.d.comb += issue.eq(running & (pending != 0))
+            union = Signal(n)
+            for k in range(TL):
+                union = union | spikes[k]
+            in_range = Signal(n)
+            for i in range(n):
+                m.d.comb += in_range[i].eq(i < self.n_in)
+            with m.If(self.start):
+                m.d.sync += pending.eq(union & in_range)
+            with m.Elif(issue):
+                m.d.sync += pending.eq(pending & ~onehot)
+        else:
+            counter = Signal(range(n + 1))
+            m.d.comb += [idx.eq(counter), issue.eq(running & (counter < n_in))]
+            with m.If(self.start):
+                m.d.sync += counter.eq(0)
+            with m.Elif(issue):
+                m.d.sync += counter.eq(counter + 1)
+
+        m.d.comb += rp.addr.eq(base + idx)
+        gate1 = Signal(TL)
+        valid1 = Signal()
+        m.d.sync += valid1.eq(issue)
+        for k in range(TL):
+            m.d.sync += gate1[k].eq(spikes[k].bit_select(idx, 1))
+
+        with m.If(self.start):
+            m.d.sync += [running.eq(1), base.eq(self.base), n_in.eq(self.n_in)]
+        with m.Elif(running & ~issue):
+            m.d.sync += running.eq(0)
+        # `running` drops the cycle after the last issue; that cycle applies the last row.
+        m.d.sync += self.done.eq(running & ~issue & ~self.start)
+        m.d.comb += self.busy.eq(running)
+
+        # Accumulate (stage 1: the registered weight row is here).
+        for k in range(TL):
+            for j in range(P):
+                w = rp.data.word_select(j, wb).as_signed()
+                with m.If(self.start):
+                    m.d.sync += self.acc[k][j].eq(0)
+                with m.Elif(valid1 & gate1[k]):
+                    m.d.sync += self.acc[k][j].eq(self.acc[k][j] + w)
+                with m.Elif(self.shift):
+                    m.d.sync += self.acc[k][j].eq(self.acc[k + 1][j] if k + 1 < TL else 0)
+        return m
+
+
+def _or_bits(vec, positions):
+    out = vec[positions[0]]
+    for p in positions[1:]:
+        out = out | vec[p]
+    return out

@@ -1,0 +1,134 @@
+"""`Top`: the whole network behind a pixel stream in and a result stream out."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.common import check_bool, check_fault, ubits
+from hw.sequencer import Program, Sequencer, trace_layout
+from model.config import HardwareConfig, HW_PRESETS, ModelConfig
+from quant.artifact import Artifact, random_artifact
+from quant.contract import widths
+
+__all__ = ["Top", "result_layout", "CYCLE_BITS"]
+
+CYCLE_BITS = 32
+
+
+def result_layout(cfg: ModelConfig) -> data.StructLayout:
+    """Payload of the result stream: class, integer logits (summed over T), cycles per image."""
+    return data.StructLayout({
+        "cls": unsigned(ubits(cfg.classes - 1)),
+        "logits": data.ArrayLayout(signed(widths(cfg).logit_bits), cfg.classes),
+        "cycles": unsigned(CYCLE_BITS),
+    })
+
+
+class Top(wiring.Component):
+    """The spiking transformer of an artifact, bit-exact with quant.golden.forward.
+
+    Parameters
+    ----------
+    artifact_or_cfg : Artifact, or ModelConfig (then ``random_artifact(cfg, 0)`` is baked in:
+                      for area estimates, or with weights="loadable")
+    hw_cfg : HardwareConfig or a HW_PRESETS name (default "default")
+    trace : bool      add the `trace` port (verification; it never stalls the network).
+    fault : None, "leak_round" or "tree_input": test-only single defects (see hw.common.FAULTS).
+
+    Ports
+    -----
+    pixels : In(stream.Signature(unsigned(pixel_bits)))
+        H*W*C pixels per image, row-major (y, x, channel), the integers of model.data.
+        Accepted (ready=1) only while no image is being computed.
+    result : Out(stream.Signature(result_layout(cfg)))
+        One payload per image: ``cls`` (argmax, ties to the lowest class), ``logits`` (the
+        integer logits summed over T, signed Widths.logit_bits each), ``cycles`` (clock cycles
+        from the first pixel's handshake to result.valid). Held until ready.
+    trace : Out(stream.Signature(trace_layout(cfg), always_ready=True))   only with trace=True
+        One record per LIF row computed; see hw.trace.decode_trace.
+    config_hash : Out(32)   the ModelConfig's hash32 (the host refuses a mismatch).
+    wload : In(stream.Signature(StructLayout{addr, data}))   only with weights="loadable"
+        Writes one SpikeLinear weight row (`Program` memory map); ready while idle.
+
+    Latency: H*W*C pixel cycles + the Sequencer's schedule + 2; see docs/hardware.md for measured
+    cycles per image. Resources: the Sequencer's.
+    """
+
+    def __init__(self, artifact_or_cfg, hw_cfg=None, trace: bool = False, fault=None):
+        if isinstance(artifact_or_cfg, ModelConfig):
+            artifact = random_artifact(artifact_or_cfg, 0)
+        elif isinstance(artifact_or_cfg, Artifact):
+            artifact = artifact_or_cfg
+        else:
+            raise TypeError(f"Top: artifact_or_cfg must be an Artifact or a ModelConfig, not {type(artifact_or_cfg).__name__}")
+        if hw_cfg is None:
+            hw_cfg = HW_PRESETS["default"]
+        elif isinstance(hw_cfg, str):
+            if hw_cfg not in HW_PRESETS:
+                raise ValueError(f"Top: unknown hardware preset {hw_cfg!r}; presets: {', '.join(HW_PRESETS)}")
+            hw_cfg = HW_PRESETS[hw_cfg]
+        elif not isinstance(hw_cfg, HardwareConfig):
+            raise TypeError(f"Top: hw_cfg must be a HardwareConfig or a preset name, not {type(hw_cfg).__name__}")
+        check_bool("Top", "trace", trace)
+        check_fault("Top", fault)
+        self.artifact, self.cfg, self.hw_cfg = artifact, artifact.config, hw_cfg
+        self.trace_enabled, self.fault = trace, fault
+        self.program = Program(artifact, hw_cfg)
+        cfg = self.cfg
+        self.n_pixels = cfg.image_shape[0] * cfg.image_shape[1] * cfg.image_shape[2]
+        members = {
+            "pixels": In(stream.Signature(unsigned(cfg.pixel_bits))),
+            "result": Out(stream.Signature(result_layout(cfg))),
+            "config_hash": Out(32),
+        }
+        if trace:
+            members["trace"] = Out(stream.Signature(trace_layout(cfg), always_ready=True))
+        if hw_cfg.weights == "loadable":
+            members["wload"] = In(stream.Signature(data.StructLayout({
+                "addr": unsigned(ubits(len(self.program.weight_rows) - 1)),
+                "data": unsigned(self.program.P * cfg.weight_bits)})))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        m.submodules.core = core = Sequencer(self.program, trace=self.trace_enabled, fault=self.fault)
+        m.d.comb += self.config_hash.eq(cfg.hash32)
+        if self.trace_enabled:
+            m.d.comb += [self.trace.valid.eq(core.trace.valid), self.trace.payload.eq(core.trace.payload)]
+
+        idx = Signal(range(self.n_pixels + 1))
+        counting = Signal()
+        cycles = Signal(CYCLE_BITS)
+        with m.If(counting):
+            m.d.sync += cycles.eq(cycles + 1)
+        m.d.comb += [core.pix_addr.eq(idx), core.pix_data.eq(self.pixels.payload)]
+        with m.FSM():
+            with m.State("LOAD"):
+                m.d.comb += self.pixels.ready.eq(1)
+                if self.hw_cfg.weights == "loadable":
+                    m.d.comb += [self.wload.ready.eq(1), core.w_en.eq(self.wload.valid),
+                                 core.w_addr.eq(self.wload.payload.addr), core.w_data.eq(self.wload.payload.data)]
+                with m.If(self.pixels.valid):
+                    m.d.comb += core.pix_en.eq(1)
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx == 0):
+                        m.d.sync += [counting.eq(1), cycles.eq(1)]
+                    with m.If(idx == self.n_pixels - 1):
+                        m.d.sync += idx.eq(0)
+                        m.next = "START"
+            with m.State("START"):
+                m.d.comb += core.start.eq(1)
+                m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(core.done):
+                    m.d.sync += [counting.eq(0), self.result.valid.eq(1), self.result.payload.cls.eq(core.cls),
+                                 self.result.payload.logits.eq(core.logits), self.result.payload.cycles.eq(cycles)]
+                    m.next = "OUT"
+            with m.State("OUT"):
+                with m.If(self.result.ready):
+                    m.d.sync += self.result.valid.eq(0)
+                    m.next = "LOAD"
+        return m
