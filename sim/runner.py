@@ -13,9 +13,10 @@ The flow, for one design:
 3. ``run`` runs one cocotb test module on a built design in its own run folder under the build
    folder. Data travels through files: the pytest side writes ``inputs.npz`` (arrays) and
    ``params.json``; the cocotb side reads them with ``sim.scoreboard.load_inputs`` and writes
-   ``outputs.npz`` with ``sim.scoreboard.save_outputs``; ``run`` returns those outputs, so the
-   golden comparison happens (and prints) on the pytest side. A failing run is repeated once
-   with waveform dumping on (unless it already dumped), and the waveform's path is printed.
+   ``outputs.npz`` with ``sim.scoreboard.save_outputs`` (or ``outputs.json`` for integers of any
+   width); ``run`` returns those outputs, so the golden comparison happens (and prints) on the
+   pytest side. A failing run is repeated once with waveform dumping on (unless it already
+   dumped), and the waveform's path is printed.
 
 Waveforms: Verilator designs are compiled with ``--trace-fst`` (``--trace``, VCD, when lz4.h is
 missing; the trace code costs little while dumping is off), Icarus designs with cocotb's dump
@@ -396,11 +397,32 @@ def _design_from_pointer(pointer: Path) -> Design | None:
                   [Port.from_dict(p) for p in meta["ports"]], 0.0, meta["args"])
 
 
+# Verilator's runtime (verilated*.cpp) is the same for every design built with the same flags,
+# and compiling it is most of a small design's build time; it is compiled once, kept here and
+# copied into each new build folder (newer than its headers, so make leaves it alone).
+_RUNTIME_OBJS = ("verilated", "verilated_dpi", "verilated_vpi", "verilated_threads", "verilated_vcd_c",
+                 "verilated_fst_c", "verilated_timing")
+
+
+def _runtime_dir(args: list[str]) -> Path:
+    trace = [a for a in args if a.startswith("--trace")]
+    key = hashlib.sha256(repr((trace, _tool_versions("verilator"))).encode()).hexdigest()[:16]
+    return BUILD_ROOT / ".verilator-runtime" / key
+
+
 def _compile(sim: str, src: Path, top: str, bdir: Path, args: list[str]) -> None:
     from cocotb_tools.runner import get_runner
 
     log_file = bdir / "build.log"
-    runner = get_runner(sim)
+    rt = _runtime_dir(args) if sim == "verilator" else None
+    copied = []
+    if rt is not None and (rt / "done").is_file():
+        for f in rt.iterdir():
+            if f.suffix in (".o", ".d"):
+                shutil.copy2(f, bdir / f.name)
+                if f.suffix == ".o":
+                    copied.append(str(bdir / f.name))
+    runner = _verilator_runner(copied) if sim == "verilator" else get_runner(sim)
     try:
         with _quiet_runner_log():
             runner.build(
@@ -410,6 +432,30 @@ def _compile(sim: str, src: Path, top: str, bdir: Path, args: list[str]) -> None
     except (RuntimeError, SystemExit) as e:
         tail = log_file.read_text(errors="replace")[-4000:] if log_file.is_file() else ""
         raise SimError(f"{sim} could not build {top} ({e}); log {log_file}:\n{tail}") from None
+    if rt is not None and not (rt / "done").is_file():
+        with _locked(rt.with_suffix(".lock")):
+            if not (rt / "done").is_file():
+                rt.mkdir(parents=True, exist_ok=True)
+                for stem in _RUNTIME_OBJS:
+                    for ext in (".o", ".d"):
+                        if (bdir / (stem + ext)).is_file():
+                            shutil.copy2(bdir / (stem + ext), rt / (stem + ext))
+                (rt / "done").write_text("ok\n")
+
+
+def _verilator_runner(runtime_objs: list[str]):
+    from cocotb_tools.runner import Verilator
+
+    class _Verilator(Verilator):
+        # verilated.mk makes the runtime objects depend on Vtop.mk, which the verilator step
+        # has just written; touching the cached copies after that step lets make keep them.
+        def _build_command(self):
+            cmds = list(super()._build_command())
+            if runtime_objs:
+                cmds.insert(1, ["touch", *runtime_objs])
+            return cmds
+
+    return _Verilator()
 
 
 @contextlib.contextmanager
@@ -443,6 +489,7 @@ class RunResult:
     waves: Path | None
     seconds: float
     failures: list[str]
+    data: dict[str, Any] = field(default_factory=dict)  # outputs.json, when the test wrote one
 
     def __getitem__(self, key: str) -> np.ndarray:
         return self.outputs[key]
@@ -540,8 +587,10 @@ def run(
     if out_file.is_file():
         with np.load(out_file, allow_pickle=False) as z:
             outputs = {k: z[k] for k in z.files}
+    json_file = run_dir / "outputs.json"
+    data = json.loads(json_file.read_text()) if json_file.is_file() else {}
     result = RunResult(passed, outputs, run_dir, log_file, waves_path if waves and waves_path.exists() else None,
-                       seconds, failures)
+                       seconds, failures, data)
     if not passed and not waves and rerun_for_waves:
         again = run(design, test_module, inputs=inputs, params=params, seed=seed, tag=tag + "-waves", waves=True,
                     testcase=testcase, rerun_for_waves=False, log=log)
