@@ -253,3 +253,13 @@ def test_equal_hardware_configs_have_equal_hashes():
     a, b = HardwareConfig(clock_mhz=100), HardwareConfig(clock_mhz=100.0)
     assert a == b
     assert a.hash == b.hash
+
+
+@pytest.mark.parametrize("module", ["model.config", "quant.contract", "quant.artifact", "quant.golden", "model.data"])
+def test_core_modules_import_first_in_a_fresh_interpreter(module):
+    # Import order must not matter: hw/ and sim/ code may import quant.contract before model.config.
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr.strip().splitlines()[-1]
