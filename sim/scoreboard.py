@@ -142,6 +142,8 @@ def _read(handle, signed: bool, where: str) -> int:
     v = handle.value
     if not v.is_resolvable:
         raise AssertionError(f"{where} is not a defined value (X/Z): {v}")
+    if not hasattr(v, "to_unsigned"):  # a 1-bit port reads as a Logic
+        return int(v)
     return v.to_signed() if signed else v.to_unsigned()
 
 

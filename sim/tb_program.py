@@ -53,7 +53,7 @@ class _Player:
         v = getattr(self.dut, name).value
         if not v.is_resolvable:
             raise AssertionError(f"{name} is X/Z at cycle {self.cycle}: {v}")
-        raw = v.to_unsigned()
+        raw = v.to_unsigned() if hasattr(v, "to_unsigned") else int(v)  # 1-bit ports read as Logic
         return unpack(port, raw) if port["fields"] else to_int(raw, port["width"], port["signed"])
 
     async def edge(self):
