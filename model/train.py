@@ -90,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--lr", type=float, default=3e-3, help="peak Adam learning rate (cosine decay to 0)")
     ap.add_argument("--batch-size", type=int, default=32, help="images per step (per process under torchrun)")
     ap.add_argument("--shift-prob", type=float, default=0.5, help="probability of a random 1-pixel shift per image")
+    ap.add_argument("--ema", type=float, default=0.995,
+                    help="decay of the exponential moving average of the weights that is evaluated and exported (0: off)")
     ap.add_argument("--init-rate", type=float, default=0.2, help="target firing rate of the threshold initialisation")
     ap.add_argument("--pos-std", type=float, default=1.0, help="initial position table std, relative to the patch embedding's")
     return ap
@@ -242,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             for key in ("dataset", "seed"):
                 if f"--{key}" in argv and getattr(args, key) != old[key]:
                     raise TrainError(f"--resume: the run in {out} uses --{key} {old[key]}, not {getattr(args, key)}")
-            for key in ("dataset", "data_dir", "seed", "lr", "batch_size", "shift_prob", "init_rate", "pos_std"):
+            for key in ("dataset", "data_dir", "seed", "lr", "batch_size", "shift_prob", "init_rate", "pos_std", "ema"):
                 setattr(args, key, old[key])
         else:
             cfg = _resolve_config(args)
@@ -257,11 +259,18 @@ def main(argv: list[str] | None = None) -> int:
     if ckpt is None:
         init_rates = model.init_thresholds(xtr[: min(512, len(xtr))], rate=args.init_rate, pos_std=args.pos_std)
     model.to(device)
+    ema = None
+    if args.ema > 0:
+        ema = STFNet(cfg).to(device)
+        ema.load_state_dict(model.state_dict())
+        ema.requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     metrics: list[dict] = []
     start = 0
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
+        if ema is not None:
+            ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         metrics = json.loads(ckpt["metrics"])
@@ -326,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                with torch.no_grad():
+                    for pe, pm in zip(ema.parameters(), model.parameters()):
+                        pe.lerp_(pm, 1.0 - args.ema)
             n = len(labels)
             tot_loss += loss.item() * n
             tot_correct += int((logits.detach().argmax(-1) == labels).sum())
@@ -334,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         bar.close()
         if rank != 0:
             continue
-        test_acc, rates = _evaluate(model, xte.to(device), yte.to(device))
+        test_acc, rates = _evaluate(ema if ema is not None else model, xte.to(device), yte.to(device))
         metrics.append({
             "epoch": epoch + 1, "train_loss": tot_loss / seen, "train_accuracy": tot_correct / seen,
             "test_accuracy": test_acc, "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 3),
@@ -343,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = {
             "format": CKPT_FORMAT, "config": cfg.to_json(), "args": json.dumps(run_args),
             "model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+            "ema": ema.state_dict() if ema is not None else {},
             "metrics": json.dumps(metrics), "rng": {"torch": torch.get_rng_state()},
         }
         _atomic_torch_save(ckpt, out / CHECKPOINT)

@@ -83,7 +83,8 @@ def load_run(run_dir: str | Path):
     except (RuntimeError, KeyError, ConfigError, EOFError) as e:
         raise ExportError(f"{ckpt_path}: not a readable checkpoint: {e}") from None
     model = STFNet(cfg)
-    model.load_state_dict(ckpt["model"])
+    # the moving average of the weights is what training evaluated, so it is what ships
+    model.load_state_dict(ckpt["ema"] if ckpt.get("ema") else ckpt["model"])
     model.eval()
     return model, ckpt
 
