@@ -250,6 +250,8 @@ class HardwareConfig(_JSONMixin):
             raise ConfigError(f"clock_mhz must be a number in (0, 500], not {self.clock_mhz!r}")
         if not 0 < self.clock_mhz <= 500:
             raise ConfigError(f"clock_mhz must be in (0, 500], got {self.clock_mhz}")
+        # Equal configs must hash equally: 100 and 100.0 compare equal but serialise differently.
+        object.__setattr__(self, "clock_mhz", float(self.clock_mhz))
         _check_choice("weights", self.weights, ("baked", "loadable"))
 
 

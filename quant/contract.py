@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from model.config import ModelConfig
+if TYPE_CHECKING:  # only an annotation; a real import would be circular (model.config's presets call widths())
+    from model.config import ModelConfig
 
 __all__ = [
     "lif_step",

@@ -243,12 +243,6 @@ def test_model_and_hardware_dicts_are_not_interchangeable():
         ModelConfig.from_dict(HardwareConfig().to_dict())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="model/config.py: HardwareConfig(clock_mhz=100) == HardwareConfig(clock_mhz=100.0) but their "
-    "hashes differ (JSON writes 100 vs 100.0). Normalise clock_mhz to float in __post_init__ (or hash "
-    "a canonical form); then remove this xfail.",
-)
 def test_equal_hardware_configs_have_equal_hashes():
     a, b = HardwareConfig(clock_mhz=100), HardwareConfig(clock_mhz=100.0)
     assert a == b
