@@ -52,7 +52,7 @@ from quant.artifact import Artifact
 from quant.contract import widths
 from quant.golden import spike_layers
 
-__all__ = ["Program", "Sequencer", "trace_layout", "PLANES"]
+__all__ = ["Program", "Sequencer", "trace_layout", "trace_signature", "PLANES"]
 
 # Spike planes (one memory each, a row per token).
 PL_ENC, PL_RES, PL_Q, PL_K, PL_V, PL_MLP, PL_FC1 = range(7)
@@ -71,6 +71,12 @@ def trace_layout(cfg: ModelConfig) -> data.StructLayout:
         "token": unsigned(ubits(cfg.tokens - 1)),
         "spikes": unsigned(max(cfg.dim, cfg.hidden)),
     })
+
+
+def trace_signature(cfg: ModelConfig) -> wiring.Signature:
+    """A valid-only stream (no ready: the network never waits for the trace): members
+    ``valid : Out(1)`` and ``payload : Out(trace_layout(cfg))``."""
+    return wiring.Signature({"valid": Out(1), "payload": Out(trace_layout(cfg))})
 
 
 @dataclass
@@ -243,7 +249,7 @@ class Sequencer(wiring.Component):
     start : In(1)                run the network on the stored image.
     done : Out(1)                pulse; `cls` and `logits` valid and held until the next start.
     cls : Out(range(C)), logits : Out(ArrayLayout(signed(logit_bits), C))
-    trace : Out(stream.Signature(trace_layout(cfg), always_ready=True))   (trace=True only)
+    trace : Out(trace_signature(cfg))   valid + payload, no ready (trace=True only)
     w_en, w_addr, w_data : the SpikeLinear weight write port (HardwareConfig.weights="loadable")
 
     Latency (cycles per image, dense mode): E: N*chD*(K+2)+4; per timestep: ENC N*chD+6;
@@ -272,8 +278,7 @@ class Sequencer(wiring.Component):
             "logits": Out(data.ArrayLayout(signed(program.wd.logit_bits), cfg.classes)),
         }
         if trace:
-            from amaranth.lib import stream
-            members["trace"] = Out(stream.Signature(trace_layout(cfg), always_ready=True))
+            members["trace"] = Out(trace_signature(cfg))
         if program.hw.weights == "loadable":
             members.update({"w_en": In(1), "w_addr": In(range(len(program.weight_rows))),
                             "w_data": In(unsigned(program.P * cfg.weight_bits))})

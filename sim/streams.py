@@ -91,6 +91,7 @@ def run_streams(
     out_stall: float = 0.0,
     timeout_cycles: int | None = None,
     waves: bool = False,
+    schedule: Sequence[tuple[str, int, int]] | None = None,
 ) -> StreamRun:
     arrays: dict[str, np.ndarray] = {}
     for prefix, items in inputs.items():
@@ -101,7 +102,8 @@ def run_streams(
         # generous: every item may wait out its stalls, plus a pipeline's fill
         timeout_cycles = int(50 * (n_in + n_out) / max(0.05, 1 - max(in_stall, out_stall))) + 1000
     params = {"inputs": list(inputs), "outputs": dict(outputs), "static": dict(static or {}), "in_stall": in_stall,
-              "out_stall": out_stall, "timeout_cycles": timeout_cycles}
+              "out_stall": out_stall, "timeout_cycles": timeout_cycles,
+              "schedule": [list(seg) for seg in schedule] if schedule else None}
     r = runner.run(design, "sim.tb_stream", inputs=arrays, params=params, seed=seed, tag=tag, waves=waves)
     outs = {p: _decode(p, design.port(f"{p}__payload"), r.outputs) for p in outputs}
     cyc = {p: r.outputs.get(f"{p}.cycle", np.zeros(0, np.int64)) for p in outputs}

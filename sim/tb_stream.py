@@ -3,6 +3,8 @@
 The pytest side (``sim.streams.run_streams``) describes the run in params.json:
 
 ``inputs``   list of input stream prefixes, fed concurrently, e.g. ``["i"]``
+``schedule`` optional [[prefix, start, stop], ...]: instead, feed these slices one after the
+             other (e.g. weights, then the images that use them)
 ``outputs``  {prefix: expected number of transfers}
 ``static``   {port: value} held constant from reset on (configuration inputs)
 ``in_stall`` / ``out_stall``  stall probabilities (seeded: driver seed+i, monitor seed+100+i)
@@ -75,11 +77,17 @@ async def streams(dut):
         prefix: StreamMonitor(dut, prefix, ports, stall=p.get("out_stall", 0.0), seed=seed + 100 + i)
         for i, prefix in enumerate(p["outputs"])
     }
-    drivers = [
-        (StreamDriver(dut, prefix, ports, stall=p.get("in_stall", 0.0), seed=seed + i), prefix)
-        for i, prefix in enumerate(p["inputs"])
-    ]
-    sends = [cocotb.start_soon(d.send(_items(ins, prefix, ports[f"{prefix}__payload"]))) for d, prefix in drivers]
+    drivers = {prefix: StreamDriver(dut, prefix, ports, stall=p.get("in_stall", 0.0), seed=seed + i)
+               for i, prefix in enumerate(p["inputs"])}
+    items = {prefix: _items(ins, prefix, ports[f"{prefix}__payload"]) for prefix in p["inputs"]}
+    if p.get("schedule"):
+        async def play():
+            for prefix, start, stop in p["schedule"]:
+                await drivers[prefix].send(items[prefix][start:stop])
+
+        sends = [cocotb.start_soon(play())]
+    else:
+        sends = [cocotb.start_soon(drivers[prefix].send(items[prefix])) for prefix in p["inputs"]]
     waits = [cocotb.start_soon(m.wait(p["outputs"][prefix], p["timeout_cycles"])) for prefix, m in monitors.items()]
     await Combine(*sends, *waits)
     # A few more cycles: an output beyond the expected count is a bug the scoreboard must see.

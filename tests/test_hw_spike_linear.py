@@ -1,0 +1,118 @@
+"""SpikeLinear against quant.contract.spike_linear: every token lane, chunk, mode; cycle counts."""
+
+import numpy as np
+import pytest
+
+from hw.common import ceil_div, pack
+from hw.spike_linear import SpikeLinear, pack_matrix
+from quant.contract import signed_range, spike_linear
+from tests.hw_util import lanes_of, raw, run_sim, seed_for, set_raw
+
+
+def _run(dut, jobs, writes=()):
+    """jobs: list of (spikes [TL, n_in_max], base, n_in); returns (acc per job [TL, P], cycles)."""
+    TL, P = dut.token_lanes, dut.lanes
+    results, cycles = [], []
+
+    async def bench(ctx):
+        for addr, word in writes:
+            ctx.set(dut.w_en, 1)
+            ctx.set(dut.w_addr, addr)
+            ctx.set(dut.w_data, word)
+            await ctx.tick()
+        if writes:
+            ctx.set(dut.w_en, 0)
+        for spikes, base, n_in in jobs:
+            for k in range(TL):
+                ctx.set(dut.load_en, 1)
+                ctx.set(dut.load_lane, k)
+                ctx.set(dut.load_row, pack(spikes[k], 1))
+                await ctx.tick()
+            ctx.set(dut.load_en, 0)
+            ctx.set(dut.start, 1)
+            ctx.set(dut.base, base)
+            ctx.set(dut.n_in, n_in)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            n = 1
+            while not ctx.get(dut.done):
+                await ctx.tick()
+                n += 1
+            cycles.append(n)
+            acc = lanes_of(raw(ctx, dut.acc), dut.acc_bits, TL * P).reshape(TL, P)
+            results.append(acc)
+            # drain one lane through the shift port, as the Sequencer does
+            ctx.set(dut.shift, 1)
+            await ctx.tick()
+            ctx.set(dut.shift, 0)
+            shifted = lanes_of(raw(ctx, dut.acc), dut.acc_bits, TL * P).reshape(TL, P)
+            np.testing.assert_array_equal(shifted[:-1], acc[1:])
+            assert not shifted[-1].any()
+
+    run_sim(dut, bench)
+    return results, cycles
+
+
+def _setup(rng, n_in, n_out, P, wb):
+    lo, hi = signed_range(wb)
+    W = rng.integers(lo, hi + 1, (n_in, n_out))
+    W[0, :] = lo  # the widest negative sum
+    W[1, :] = hi
+    return W
+
+
+@pytest.mark.parametrize("event_driven", [True, False])
+@pytest.mark.parametrize("n_in,n_out,P,TL,wb", [(7, 5, 2, 3, 4), (16, 8, 8, 1, 2), (12, 10, 4, 4, 8)])
+def test_spike_linear_matches_contract(n_in, n_out, P, TL, wb, event_driven):
+    rng = np.random.default_rng(seed_for(f"spike_linear_{n_in}_{n_out}_{P}_{TL}_{wb}_{event_driven}"))
+    W = _setup(rng, n_in, n_out, P, wb)
+    rows = pack_matrix(W, P, wb)
+    dut = SpikeLinear(n_in, P, TL, wb, rows, event_driven=event_driven)
+    chunks = ceil_div(n_out, P)
+    patterns = [np.zeros((TL, n_in), np.int64), np.ones((TL, n_in), np.int64)]
+    patterns += [(rng.random((TL, n_in)) < p).astype(np.int64) for p in (0.1, 0.3, 0.6)]
+    jobs, want = [], []
+    for s in patterns:
+        for ch in range(chunks):
+            jobs.append((s, ch * n_in, n_in))
+            Wc = np.zeros((n_in, P), np.int64)
+            blk = W[:, ch * P:(ch + 1) * P]
+            Wc[:, :blk.shape[1]] = blk
+            want.append(spike_linear(s, Wc))
+    # a shorter fan-in than the spike vector: bits at and above n_in are ignored
+    s = np.ones((TL, n_in), np.int64)
+    jobs.append((s, 0, n_in - 2))
+    Wc = np.zeros((n_in, P), np.int64)
+    Wc[: n_in - 2, : min(P, n_out)] = W[: n_in - 2, :P]
+    want.append(spike_linear(s, Wc))
+    got, cycles = _run(dut, jobs)
+    for i, (g, w) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(g, w, err_msg=f"job {i}")
+    for (s, base, nin), c in zip(jobs, cycles):
+        visited = int(np.any(s[:, :nin], axis=0).sum()) if event_driven else nin
+        assert c == visited + 2, (c, visited)
+
+
+def test_spike_linear_loadable_write_port():
+    rng = np.random.default_rng(seed_for("spike_linear_loadable"))
+    W0 = np.zeros((6, 4), np.int64)
+    W1 = _setup(rng, 6, 4, 4, 4)
+    dut = SpikeLinear(6, 4, 2, 4, pack_matrix(W0, 4, 4), loadable=True)
+    s = (rng.random((2, 6)) < 0.5).astype(np.int64)
+    s[0] = 1
+    got, _ = _run(dut, [(s, 0, 6)], writes=list(enumerate(pack_matrix(W1, 4, 4))))
+    np.testing.assert_array_equal(got[0], spike_linear(s, W1))
+
+
+@pytest.mark.parametrize("kw,exc,msg", [
+    (dict(inputs=0), ValueError, "inputs"), (dict(weight_bits=9), ValueError, "weight_bits"),
+    (dict(rows=[]), ValueError, "rows"), (dict(rows=[1 << 40]), ValueError, "does not fit"),
+    (dict(event_driven="yes"), TypeError, "event_driven"),
+])
+def test_spike_linear_rejects_bad_parameters(kw, exc, msg):
+    args = dict(inputs=4, lanes=2, token_lanes=2, weight_bits=4, rows=[0, 0])
+    args.update(kw)
+    rows = args.pop("rows")
+    with pytest.raises(exc, match=msg):
+        SpikeLinear(args["inputs"], args["lanes"], args["token_lanes"], args["weight_bits"], rows,
+                    event_driven=args.get("event_driven", True))
