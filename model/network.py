@@ -283,11 +283,16 @@ class STFNet(nn.Module):
 
     # Forward ---------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor, record: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """``(float logits for the loss, run()'s output)`` for integer images [B, H, W(, C)]."""
+        """``(float logits for the loss, run()'s output)`` for integer images [B, H, W(, C)].
+
+        The output also holds ``float_logits_t`` [B, T, C], the per-timestep logits in the same
+        float units (their mean over T is the first result), for a per-timestep loss.
+        """
         P = self.integer_params()
         out = run(self.cfg, P, images, record=record)
-        scale = P["_head_scale"] * torch.exp(self.log_temp) / self.cfg.timesteps
-        return out["logits"] * scale, out
+        scale = P["_head_scale"] * torch.exp(self.log_temp)
+        out["float_logits_t"] = out["logits_t"] * scale
+        return out["logits"] * (scale / self.cfg.timesteps), out
 
     @torch.no_grad()
     def init_thresholds(self, images: torch.Tensor, rate: float = 0.2, pos_std: float = 1.0) -> dict[str, float]:

@@ -52,6 +52,10 @@ class TrainError(Exception):
 
 
 def compute_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy; logits [B, C], or [B, T, C] for the mean of the per-timestep losses (TET)."""
+    if logits.dim() == 3:
+        b, t, c = logits.shape
+        return F.cross_entropy(logits.reshape(b * t, c), labels.repeat_interleave(t))
     return F.cross_entropy(logits, labels)
 
 
@@ -92,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--shift-prob", type=float, default=0.5, help="probability of a random 1-pixel shift per image")
     ap.add_argument("--ema", type=float, default=0.995,
                     help="decay of the exponential moving average of the weights that is evaluated and exported (0: off)")
+    ap.add_argument("--loss", default="tet", choices=("tet", "sum"),
+                    help="tet: mean of the cross-entropies of each timestep's logits; sum: cross-entropy of the summed logits")
     ap.add_argument("--init-rate", type=float, default=0.2, help="target firing rate of the threshold initialisation")
     ap.add_argument("--pos-std", type=float, default=1.0, help="initial position table std, relative to the patch embedding's")
     return ap
@@ -244,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             for key in ("dataset", "seed"):
                 if f"--{key}" in argv and getattr(args, key) != old[key]:
                     raise TrainError(f"--resume: the run in {out} uses --{key} {old[key]}, not {getattr(args, key)}")
-            for key in ("dataset", "data_dir", "seed", "lr", "batch_size", "shift_prob", "init_rate", "pos_std", "ema"):
+            for key in ("dataset", "data_dir", "seed", "lr", "batch_size", "shift_prob", "init_rate", "pos_std", "ema", "loss"):
                 setattr(args, key, old[key])
         else:
             cfg = _resolve_config(args)
@@ -316,8 +322,8 @@ def main(argv: list[str] | None = None) -> int:
             step = epoch * steps_per_epoch + i
             for g in opt.param_groups:
                 g["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
-            logits, _ = net(images)
-            loss = compute_loss(logits, labels)
+            logits, out_t = net(images)
+            loss = compute_loss(out_t["float_logits_t"] if args.loss == "tet" else logits, labels)
             finite = torch.isfinite(loss.detach()).to(torch.float32)
             if world > 1:
                 import torch.distributed as dist
