@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import random
+import stat
 import zipfile
 
 import numpy as np
@@ -511,3 +513,13 @@ def test_random_artifact_extremes_hit_the_spec_ends(extreme):
                 assert np.all(a == 0)
                 continue
             assert np.all(a == (hi if extreme == "max" else lo)), name
+
+
+def test_atomic_write_gives_the_umask_mode_not_0600(tmp_path):
+    # mkstemp makes 0600 files; a written artifact must be as readable as any file the user makes
+    old = os.umask(0o022)
+    try:
+        p = atomic_write_bytes(tmp_path / "m.bin", b"abc")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o644
