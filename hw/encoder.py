@@ -53,7 +53,8 @@ class STFEncoder(wiring.Component):
                               after tap_valid (the spike plane memory's read latency).
     tap_o_valid : Out(1), tap_x : Out(ArrayLayout(signed(x_bits), P))   2 cycles later.
 
-    Latency: E takes N * chunks * (K + 2) + 3 cycles (K = patch elements); the tap 2 cycles.
+    Latency: E: ``busy`` for N * chunks * (K + 2) + 3 cycles from the cycle after ``start``, ``done``
+    N * chunks * (K + 2) + 4 cycles after ``start`` (K = patch elements); the tap 2 cycles.
 
     Resources: P multipliers pixel_bits x weight_bits (LUTs or MULT18), P requant multipliers
     (MULT18), memories: pixels H*W*C x pixel_bits, weights K*chunks x P*weight_bits,
