@@ -26,7 +26,7 @@ LOAD_WEIGHTS to a bitstream whose IDENTITY says its weights are baked in (`Weigh
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,10 +37,15 @@ from boards.protocol import (
 
 __all__ = [
     "Host", "HostError", "LinkTimeout", "DeviceRefused", "ConfigMismatch", "WeightsBaked",
-    "SerialTransport", "open_serial", "LinkStats", "REBUILD_HINT",
+    "SerialTransport", "open_serial", "LinkStats", "REBUILD_HINT", "rebuild_hint",
 ]
 
 REBUILD_HINT = "python -m hw.build --board ulx3s --artifact ARTIFACT --program"
+
+
+def rebuild_hint(artifact: str | None = None) -> str:
+    """The command that builds (and programs) a bitstream for `artifact`."""
+    return REBUILD_HINT.replace("ARTIFACT", artifact) if artifact else REBUILD_HINT
 
 RETRYABLE = {Nak.BAD_CRC, Nak.BAD_LENGTH, Nak.TIMEOUT}
 
@@ -91,6 +96,7 @@ class LinkStats:
     naks: int = 0
     bad_frames: int = 0      # responses dropped for a bad CRC or length
     stale: int = 0           # responses to an earlier sequence number, dropped
+    nak_codes: dict = field(default_factory=dict)  # Nak name (or number) -> count
 
 
 class Host:
@@ -180,6 +186,8 @@ class Host:
                 except ProtocolError as e:
                     last = str(e)
                     continue
+                name = Nak(code).name if code in Nak._value2member_map_ else str(code)
+                self.stats.nak_codes[name] = self.stats.nak_codes.get(name, 0) + 1
                 if code in RETRYABLE:
                     last = f"NAK {Nak(code).name} ({Nak(code).meaning})"
                     continue
@@ -219,14 +227,14 @@ class Host:
         self._identity = ident
         return ident
 
-    def check_config(self, config_hash32: int, name: str = "the artifact") -> None:
+    def check_config(self, config_hash32: int, name: str | None = None) -> None:
         """Raise `ConfigMismatch` (sending nothing) unless the bitstream has this config hash."""
         dev = self.identity.config_hash32
         if config_hash32 != dev:
             shell = " (hash 0: a shell bitstream without the network)" if dev == 0 else ""
             raise ConfigMismatch(
-                f"{name} has config hash {config_hash32:08x}, the bitstream {dev:08x}{shell}; "
-                f"rebuild the bitstream for it: {REBUILD_HINT}"
+                f"{name or 'the artifact'} has config hash {config_hash32:08x}, the bitstream {dev:08x}{shell}; "
+                f"rebuild the bitstream for it: {rebuild_hint(name)}"
             )
 
     @property
@@ -260,7 +268,7 @@ class Host:
             raise HostError(f"RESULT carries {len(r.logits)} logits; the device said it has {ident.classes} classes")
         return r
 
-    def load_weights(self, artifact, name: str = "the artifact") -> None:
+    def load_weights(self, artifact, name: str | None = None) -> None:
         """Send an artifact's weights, after checking its config hash against the device's.
 
         Every bitstream so far has its weights baked in (IDENTITY flags without LOADABLE, and
@@ -272,11 +280,12 @@ class Host:
         if not ident.loadable:
             raise WeightsBaked(
                 f"this bitstream has its weights baked in (IDENTITY flags 0x{ident.flags:02x}: not loadable), "
-                f"so {name} cannot be loaded at run time; rebuild the bitstream with it: {REBUILD_HINT}"
+                f"so {name or 'the artifact'} cannot be loaded at run time; rebuild the bitstream with it: "
+                f"{rebuild_hint(name)}"
             )
         raise HostError(
             "the bitstream reports loadable weights, but this host tool does not implement weight "
-            "loading yet; rebuild the bitstream with the artifact instead: " + REBUILD_HINT
+            "loading yet; rebuild the bitstream with the artifact instead: " + rebuild_hint(name)
         )
 
 

@@ -288,3 +288,32 @@ def parse_nak(payload: bytes) -> tuple[int, int]:
     if len(payload) != 2:
         raise ProtocolError(f"NAK payload is {len(payload)} bytes, expected 2")
     return payload[0], payload[1]
+
+
+# Documentation ---------------------------------------------------------------------------------
+
+def doc_examples() -> dict[str, bytes]:
+    """The example frames of docs/host-protocol.md (a test checks the doc against these).
+
+    ``python -m boards.protocol`` prints them as the doc shows them.
+    """
+    ident = Identity(protocol=VERSION, config_hash32=0x966FB61C, weight_bits=4, lanes=8, token_lanes=4,
+                     classes=10, pixels=64, pixel_bits=5, spike_layers=0, flags=0, clock_khz=25000)
+    result = Result(cls=7, cycles=12758, logits=(-215, -190, -86, 224, 148, 117, -466, 608, 158, 330))
+    return {
+        "identify-request": encode_frame(Cmd.IDENTIFY, b"", seq=1),
+        "identity-response": encode_frame(Cmd.IDENTITY, ident.encode(), seq=1),
+        "classify-request": encode_frame(Cmd.CLASSIFY, classify_payload(0x966FB61C, bytes(i % 17 for i in range(64))), seq=2),
+        "result-response": encode_frame(Cmd.RESULT, result.encode(), seq=2),
+        "nak-bad-crc": encode_frame(Cmd.NAK, nak_payload(Nak.BAD_CRC, Cmd.CLASSIFY), seq=2),
+    }
+
+
+def hex_lines(data: bytes, width: int = 16) -> str:
+    """Bytes as lines of space-separated hex pairs, as docs/host-protocol.md shows them."""
+    return "\n".join(data[i: i + width].hex(" ") for i in range(0, len(data), width))
+
+
+if __name__ == "__main__":
+    for name, data in doc_examples().items():
+        print(f"<!-- frame: {name} -->\n```text\n{hex_lines(data)}\n```\n")

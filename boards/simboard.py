@@ -186,12 +186,12 @@ class SimTransport:
         deadline = board.cycles + max(0, int(round(timeout / board.period)))
         step = 16 * 10 * board.divisor  # 16 byte times
         while len(self.from_device) < n and board.cycles < deadline:
+            board.run_cycles(min(deadline, board.cycles + step) - board.cycles)
             if time.monotonic() - self._t0 > self.wall_limit:
                 raise SimWallLimit(
                     f"the simulated board ran past its wall-clock limit of {self.wall_limit:g} s "
                     f"(at {board.cycles} simulated cycles); the simulation is wedged or too slow"
                 )
-            board.run_cycles(min(deadline, board.cycles + step) - board.cycles)
             if self.from_device and not self.to_device and not board.receiving:
                 break  # a response is complete for now: hand over what we have
         return bytes(self.from_device.popleft() for _ in range(min(n, len(self.from_device))))
@@ -353,6 +353,8 @@ class SimBoard:
                 rec = None
 
     def close(self):
+        if self.cycles == 0:
+            self.run_cycles(1)  # start the testbench coroutines, so none is left never awaited
         if self._vcd is not None:
             self._vcd.__exit__(None, None, None)
             self._vcd = None

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from boards.protocol import (
-    HEADER_LEN, MAX_PAYLOAD, SYNC, VERSION, Cmd, Frame, FrameDecoder, Identity, Nak, ProtocolError,
+    doc_examples, hex_lines, HEADER_LEN, MAX_PAYLOAD, SYNC, VERSION, Cmd, Frame, FrameDecoder, Identity, Nak, ProtocolError,
     Result, classify_payload, crc16, encode_frame, nak_payload, parse_nak,
 )
 
@@ -159,3 +159,22 @@ def test_nak_and_classify_payloads():
     assert classify_payload(0x01020304, b"\x05\x06") == b"\x04\x03\x02\x01\x05\x06"
     for code in Nak:
         assert code.meaning  # every code has its explanation
+
+
+def test_doc_examples_are_the_codes_output():
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "host-protocol.md").read_text()
+    shown = dict(re.findall(r"<!-- frame: (\S+) -->\s*```text\n(.*?)```", doc, re.S))
+    examples = doc_examples()
+    assert set(shown) == set(examples), "docs/host-protocol.md: regenerate with python -m boards.protocol"
+    for name, data in examples.items():
+        assert bytes.fromhex(shown[name].replace("\n", " ")) == data, name
+        assert shown[name].strip() == hex_lines(data), name
+        # every example is a valid frame
+        (f,) = FrameDecoder().feed(data)
+        assert f.encode() == data
+    ident = Identity.decode(FrameDecoder().feed(examples["identity-response"])[0].payload)
+    assert ident.clock_khz == 25000 and ident.config_hash32 == 0x966FB61C
+    assert "fad9" in doc and examples["identify-request"][-2:].hex() == "fad9"

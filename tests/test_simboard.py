@@ -1,0 +1,222 @@
+"""The same `boards.host.Host` against the simulated board: BoardTop in Amaranth's simulator,
+driven through its UART pins (boards/simboard.py).
+
+* RTL core (hw.core.NetworkCore, HW preset "small", the shipped artifacts/digits-tiny.npz when
+  present, else a random digits-tiny artifact): IDENTIFY, then test digits whose class and
+  integer logits equal quant.golden.forward's and whose cycle count equals what a monitor on
+  the core's ports counted; a corrupted frame on the way is NAKed, retried, and answered.
+  3 images by default; the 20-image run is marked slow (Amaranth's Python simulator takes
+  6-13 s per image: ``pytest -m slow tests/test_simboard.py``).
+* Golden core (GoldenCore: the link and host without the datapath, ~10x faster): corrupted,
+  truncated and over-long frames, wrong config hash, wrong version, unknown command,
+  LOAD_WEIGHTS, out-of-range pixels, garbage on the line, a board that stops answering.
+
+Every board has a wall-clock limit (SimWallLimit), so nothing hangs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from boards.host import DeviceRefused, LinkTimeout
+from boards.protocol import (
+    MAX_PAYLOAD, VERSION, Cmd, FrameDecoder, Nak, classify_payload, encode_frame, parse_nak,
+)
+from boards.simboard import SimBoard, SimWallLimit, default_artifact, identity_for
+from model.config import HW_PRESETS
+from model.data import load_digits_split
+from quant.golden import forward
+
+N_RTL = 20
+
+
+@pytest.fixture(scope="module")
+def artifact():
+    art, source = default_artifact()
+    print(f"artifact: {source}")
+    return art
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits_split("test")
+    return x, y
+
+
+@pytest.fixture
+def golden_board(artifact):
+    with SimBoard.for_artifact(artifact, core="golden", monitor=True, wall_limit=120) as b:
+        yield b
+
+
+def _frame_len(board) -> int:
+    return 2 + 5 + 4 + board.identity.pixels + 2
+
+
+# --- the real datapath ----------------------------------------------------------------------
+
+def _rtl_board_classifies(artifact, digits, n: int, flip_at: int):
+    x, _ = digits
+    hw = HW_PRESETS["small"]
+    t0 = time.monotonic()
+    board = SimBoard.for_artifact(artifact, core="rtl", hw=hw, monitor=True, wall_limit=60 + 60 * n)
+    host = board.host()
+    ident = host.identify()
+    assert ident == identity_for(artifact.config, hw)
+    assert ident.config_hash32 == artifact.config.hash32 and not ident.loadable
+
+    images = x[:n]
+    ref = forward(artifact, images, record=False)
+    t1 = time.monotonic()
+    results = []
+    for i, img in enumerate(images):
+        if i == flip_at:
+            # a flipped pixel byte on the way to the device: NAK BAD_CRC, retried, answered
+            board.transport.flip[board.transport.written + 7 + 4 + 10] = 0x04
+        results.append(host.classify(img, config_hash32=artifact.config.hash32))
+    dt = time.monotonic() - t1
+    print(f"RTL board: {n} images in {dt:.1f} s ({n / dt:.3f} images/s, "
+          f"{board.cycles} simulated cycles, divisor {board.divisor}); setup {t1 - t0:.1f} s")
+
+    assert host.stats.nak_codes == {"BAD_CRC": 1} and host.stats.retries == 1
+    assert len(board.core_log) == n  # the corrupted frame never reached the datapath
+    for i, (r, rec) in enumerate(zip(results, board.core_log)):
+        assert r.cls == ref["pred"][i], (i, r.cls, ref["pred"][i])
+        assert list(r.logits) == ref["logits"][i].tolist(), i
+        assert rec.pixels == images[i].reshape(-1).tolist(), i
+        assert r.cycles == rec.cycles == rec.result[1], (i, r.cycles, rec.cycles)
+        assert 0 < r.cycles < 200_000
+    board.close()
+
+
+def test_rtl_board_identify_and_classify(artifact, digits):
+    """IDENTIFY and 3 digits through the real datapath (about 6-13 s of wall time per image)."""
+    _rtl_board_classifies(artifact, digits, 3, flip_at=1)
+
+
+@pytest.mark.slow
+def test_rtl_board_classifies_20_digits(artifact, digits):
+    """20 digits through the real datapath: 2 to 4.5 minutes on 2 shared cores, hence slow."""
+    _rtl_board_classifies(artifact, digits, N_RTL, flip_at=3)
+
+
+# --- the link and host, with the behavioural core ---------------------------------------------
+
+def test_golden_board_classifies_like_golden(artifact, digits, golden_board):
+    x, _ = digits
+    host = golden_board.host()
+    ref = forward(artifact, x[:3], record=False)
+    for i in range(3):
+        r = host.classify(x[i])
+        assert (r.cls, list(r.logits)) == (ref["pred"][i], ref["logits"][i].tolist())
+        rec = golden_board.core_log[i]
+        assert r.cycles == rec.cycles == artifact.config.image_shape[0] ** 2 + golden_board.core.latency - 1
+
+
+@pytest.mark.parametrize("where", ["payload", "crc", "seq", "length"])
+def test_corrupted_frame_is_naked_and_retried(artifact, digits, golden_board, where):
+    x, _ = digits
+    host = golden_board.host()
+    host.identify()
+    offset = {"payload": 7 + 20, "crc": _frame_len(golden_board) - 1, "seq": 4, "length": 5}[where]
+    t = golden_board.transport
+    t.flip[t.written + offset] = 0x10
+    r = host.classify(x[0])
+    ref = forward(artifact, x[:1], record=False)
+    assert (r.cls, list(r.logits)) == (ref["pred"][0], ref["logits"][0].tolist())
+    # a longer length field leaves the device waiting for bytes that never come: its timeout
+    expect = "TIMEOUT" if where == "length" else "BAD_CRC"
+    assert host.stats.nak_codes == {expect: 1}, host.stats
+    assert host.stats.retries == 1 and host.stats.timeouts == 0
+    assert len(golden_board.core_log) == 1  # only the good frame reached the core
+
+
+def test_dropped_byte_times_out_on_device_and_host_resyncs(artifact, digits, golden_board):
+    x, _ = digits
+    host = golden_board.host()
+    host.identify()
+    t = golden_board.transport
+    t.drop.add(t.written + 30)  # a pixel byte lost mid-frame
+    r = host.classify(x[1])
+    ref = forward(artifact, x[1:2], record=False)
+    assert (r.cls, list(r.logits)) == (ref["pred"][0], ref["logits"][0].tolist())
+    assert host.stats.nak_codes == {"TIMEOUT": 1} and host.stats.retries == 1 and host.stats.timeouts == 0
+
+
+def test_wrong_config_hash_refused_by_device(artifact, digits, golden_board):
+    x, _ = digits
+    host = golden_board.host()
+    wrong = artifact.config.hash32 ^ 0x1
+    with pytest.raises(DeviceRefused, match="NAK CONFIG_MISMATCH.*rebuild") as e:
+        host.request(Cmd.CLASSIFY, classify_payload(wrong, x[0].astype(np.uint8).tobytes()), Cmd.RESULT)
+    assert e.value.code == Nak.CONFIG_MISMATCH and host.stats.retries == 0
+    assert golden_board.core_log == []
+    # and the board carries on
+    assert host.classify(x[0]).cls == forward(artifact, x[:1], record=False)["pred"][0]
+
+
+def _exchange(board, data: bytes) -> list:
+    """Write raw bytes, return the frames the device answers (simulated 20 ms at most)."""
+    board.transport.write(data)
+    dec = FrameDecoder()
+    frames = []
+    end = board.now + 0.02
+    while not frames and board.now < end:
+        frames += dec.feed(board.transport.read(4096, 16 * board.byte_time))
+    return frames
+
+
+def test_device_refusals(artifact, golden_board):
+    b = golden_board
+    h32 = artifact.config.hash32
+    px = bytes(b.identity.pixels)
+    cases = [
+        (encode_frame(Cmd.IDENTIFY, seq=1, version=VERSION + 1), Nak.BAD_VERSION, Cmd.IDENTIFY),
+        (encode_frame(0x42, seq=2), Nak.UNKNOWN_COMMAND, 0x42),
+        (encode_frame(Cmd.IDENTIFY, b"\x00", seq=3), Nak.BAD_LENGTH, Cmd.IDENTIFY),
+        (encode_frame(Cmd.CLASSIFY, classify_payload(h32, px[:-1]), seq=4), Nak.BAD_LENGTH, Cmd.CLASSIFY),
+        (encode_frame(Cmd.CLASSIFY, classify_payload(h32, px[:-1] + b"\x20"), seq=5), Nak.BAD_PAYLOAD, Cmd.CLASSIFY),
+        (encode_frame(Cmd.LOAD_WEIGHTS, bytes(8 + 16), seq=6), Nak.UNSUPPORTED, Cmd.LOAD_WEIGHTS),
+        # a header announcing more than MAX_PAYLOAD: refused as soon as the length is in
+        (encode_frame(Cmd.CLASSIFY, seq=7)[:5] + (MAX_PAYLOAD + 1).to_bytes(2, "little"), Nak.BAD_LENGTH,
+         Cmd.CLASSIFY),
+    ]
+    for data, code, cmd in cases:
+        frames = _exchange(b, data)
+        assert len(frames) == 1, (code, frames)
+        f = frames[0]
+        assert f.cmd == Cmd.NAK and f.version == VERSION and f.seq == data[4], (code, f)
+        assert parse_nak(f.payload) == (code, cmd)
+    assert b.core_log == []
+    (ok,) = _exchange(b, encode_frame(Cmd.IDENTIFY, seq=9))
+    assert ok.cmd == Cmd.IDENTITY and ok.seq == 9
+
+
+def test_garbage_on_the_line_then_requests(artifact, digits, golden_board):
+    x, _ = digits
+    t = golden_board.transport
+    t.write(bytes([0xA5, 0x00, 0xA5, 0xA5, 0x13, 0xFF]))  # noise, incl. half sync patterns
+    host = golden_board.host()
+    assert host.identify().config_hash32 == artifact.config.hash32
+    assert host.classify(x[2]).cls == forward(artifact, x[2:3], record=False)["pred"][0]
+
+
+def test_board_that_stops_answering_raises_link_timeout(golden_board):
+    host = golden_board.host(retries=1)
+    t = golden_board.transport
+    t.drop.update(range(t.written, t.written + 2 * 9))  # every byte of both 9-byte attempts lost
+    t0 = time.monotonic()
+    with pytest.raises(LinkTimeout, match="IDENTIFY failed after 2 attempts"):
+        host.identify()
+    assert host.stats.timeouts == 2
+    assert time.monotonic() - t0 < 60
+    assert host.identify().protocol == VERSION  # and it comes back
+
+
+def test_wall_limit_stops_a_wedged_simulation(artifact):
+    with SimBoard.for_artifact(artifact, core="golden", wall_limit=0.0) as b:
+        with pytest.raises(SimWallLimit, match="wall-clock limit of 0 s"):
+            b.host().identify()
