@@ -19,10 +19,11 @@ Cores: `SimBoard` takes any core with the link's streams (`hw.platforms.core_sig
 
 * ``"rtl"``: `hw.core.NetworkCore`, the real network datapath (hw/top.py), baked with the
   artifact. Bit-exact with quant.golden; about 12k cycles per digits image with the "small"
-  hardware preset, roughly 5 to 13 s of wall time per image in Amaranth's Python simulator.
+  hardware preset; 11 to 15 s of wall time per image (12.7k core cycles + 5.9k UART cycles) in
+  Amaranth's Python simulator on 2 shared cores, measured.
 * ``"golden"``: `GoldenCore`, a behavioural stand-in whose answers the testbench computes with
-  quant.golden.forward after a fixed latency: it exercises the UART, link and host only, about
-  1 s per image.
+  quant.golden.forward after a fixed latency: it exercises the UART, link and host only, 1.0 to
+  1.8 s per image.
 
 With ``monitor=True`` a testbench watches the core's ports and records, per image, the pixels
 the core accepted and the clock edges from the one accepting the first pixel to the one raising

@@ -7,8 +7,8 @@
     python -m boards.ulx3s --sim classify --dataset digits --count 5      # no board needed
 
 ``--sim`` runs the board's gateware (UART, host link and, with ``--sim-core rtl``, the network
-datapath) in Amaranth's simulator instead of opening a serial port: the same host code, a few
-seconds per image. The protocol is docs/host-protocol.md; errors are one line that names the
+datapath) in Amaranth's simulator instead of opening a serial port: the same host code, 10-15 s
+per image with the RTL core, 1-2 s with the golden stand-in. The protocol is docs/host-protocol.md; errors are one line that names the
 problem and the fix, with exit status 1 (2 for bad arguments).
 """
 
@@ -130,7 +130,7 @@ def _connect(args):
         else:
             art, src = default_artifact()
         board = SimBoard.for_artifact(art, core=args.sim_core, hw=args.sim_hw)
-        per = "about 5-15 s" if args.sim_core == "rtl" else "about 1 s"
+        per = "about 10-15 s" if args.sim_core == "rtl" else "about 1-2 s"
         print(f"SIMULATED board (no serial port): BoardTop in Amaranth's simulator, {args.sim_core} core, "
               f"artifact {src}; {per} of wall time per image", file=sys.stderr)
         return board.host(retries=args.retries), "the simulated board", board

@@ -6,7 +6,7 @@ driven through its UART pins (boards/simboard.py).
   integer logits equal quant.golden.forward's and whose cycle count equals what a monitor on
   the core's ports counted; a corrupted frame on the way is NAKed, retried, and answered.
   3 images by default; the 20-image run is marked slow (Amaranth's Python simulator takes
-  6-13 s per image: ``pytest -m slow tests/test_simboard.py``).
+  11-15 s per image on 2 shared cores: ``pytest -m slow tests/test_simboard.py``).
 * Golden core (GoldenCore: the link and host without the datapath, ~10x faster): corrupted,
   truncated and over-long frames, wrong config hash, wrong version, unknown command,
   LOAD_WEIGHTS, out-of-range pixels, garbage on the line, a board that stops answering.
@@ -93,13 +93,13 @@ def _rtl_board_classifies(artifact, digits, n: int, flip_at: int):
 
 
 def test_rtl_board_identify_and_classify(artifact, digits):
-    """IDENTIFY and 3 digits through the real datapath (about 6-13 s of wall time per image)."""
+    """IDENTIFY and 3 digits through the real datapath (11-15 s of wall time per image)."""
     _rtl_board_classifies(artifact, digits, 3, flip_at=1)
 
 
 @pytest.mark.slow
 def test_rtl_board_classifies_20_digits(artifact, digits):
-    """20 digits through the real datapath: 2 to 4.5 minutes on 2 shared cores, hence slow."""
+    """20 digits through the real datapath: 255 s measured on 2 shared cores, hence slow."""
     _rtl_board_classifies(artifact, digits, N_RTL, flip_at=3)
 
 
