@@ -99,7 +99,7 @@ def test_rtl_board_identify_and_classify(artifact, digits):
 
 @pytest.mark.slow
 def test_rtl_board_classifies_20_digits(artifact, digits):
-    """20 digits through the real datapath: 255 s measured on 2 shared cores, hence slow."""
+    """20 digits through the real datapath: 255-299 s measured on 2 shared cores, hence slow."""
     _rtl_board_classifies(artifact, digits, N_RTL, flip_at=3)
 
 
