@@ -1,0 +1,96 @@
+"""``python -m bench all [--smoke]``: every benchmark module that exists, within a time budget.
+
+Runs, in this order, those of golden, sim, latency, cpu, energy, hw, area, stf, accuracy that
+exist under ``bench/``, then any other bench module (never ``all`` or ``summary``), each as its
+own process ``python -m bench <name>`` with ``--smoke`` (and ``--out-dir``) passed on when given.
+Latency must come before cpu, which reads its JSON. The whole run has ``--budget-min`` minutes
+(default 60): a bench still running when the budget is spent is stopped (its process group) and
+reported as ``timeout``; benches not started for lack of time are ``skipped``. At the end
+`bench.summary.write_summary` writes ``SUMMARY.md`` from the JSON results in the results folder
+(``--out-dir`` when given, else ``bench/results``).
+
+Exit status 0 when every bench that ran returned 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.common import RESULTS, table
+
+ROOT = Path(__file__).resolve().parent.parent
+ORDER = ("golden", "sim", "latency", "cpu", "energy", "hw", "area", "stf", "accuracy")
+NOT_BENCHES = ("all", "summary")
+
+
+def plan() -> list[str]:
+    from bench.__main__ import available
+
+    names = [n for n in available() if n not in NOT_BENCHES]
+    return [n for n in ORDER if n in names] + [n for n in names if n not in ORDER]
+
+
+def _run_one(name: str, extra: list[str], timeout_s: float) -> tuple[str, int | None, float]:
+    cmd = [sys.executable, "-m", "bench", name, *extra]
+    print(f"\n=== bench all: {' '.join(cmd[1:])} (at most {timeout_s / 60:.1f} min) ===", flush=True)
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+    try:
+        rc = proc.wait(timeout=timeout_s)
+        return ("ok" if rc == 0 else "failed"), rc, time.monotonic() - t0
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)  # the group this call started (the bench and its simulators)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        return "timeout", None, time.monotonic() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench all", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="pass --smoke to every bench")
+    ap.add_argument("--out-dir", type=Path, default=None, help="pass --out-dir to every bench; SUMMARY.md goes there")
+    ap.add_argument("--budget-min", type=float, default=60.0, help="minutes for the whole run")
+    ap.add_argument("--only", default=None, help="comma-separated subset of the benches (in the usual order)")
+    args = ap.parse_args(argv)
+    names = plan()
+    if args.only:
+        want = [s.strip() for s in args.only.split(",") if s.strip()]
+        unknown = [w for w in want if w not in names]
+        if unknown:
+            print(f"bench all: unknown bench {unknown[0]!r}; have {', '.join(names)}", file=sys.stderr)
+            return 2
+        names = [n for n in names if n in want]
+    extra = (["--smoke"] if args.smoke else []) + (["--out-dir", str(args.out_dir.resolve())] if args.out_dir else [])
+    if args.out_dir:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + 60 * args.budget_min
+    rows = []
+    for n in names:
+        left = deadline - time.monotonic()
+        if left < 5:
+            rows.append([n, "skipped (budget spent)", "-", "-"])
+            continue
+        status, rc, secs = _run_one(n, extra, left)
+        rows.append([n, status, "-" if rc is None else rc, round(secs, 1)])
+    from bench.summary import write_summary
+
+    folder = args.out_dir or RESULTS
+    path = write_summary(folder)
+    print(f"\nbench all ({'smoke' if args.smoke else 'full'}, budget {args.budget_min:g} min):")
+    print(table(["bench", "status", "exit", "seconds"], rows))
+    print(f"wrote {path}")
+    return 0 if all(r[1] in ("ok", "skipped (budget spent)") for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
