@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--config", default="digits-tiny", help="preset name or ModelConfig JSON file")
     ap.add_argument("--dataset", default="digits", help=f"one of {', '.join(DATASETS)}")
     ap.add_argument("--data-dir", default=None, help="folder of IDX files (fashion-mnist, mnist)")
-    ap.add_argument("--epochs", type=int, default=60, help="total epochs (with --resume: the new total)")
+    ap.add_argument("--epochs", type=int, default=240, help="total epochs (with --resume: the new total)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True, help="run folder (refused if it exists, unless --force or --resume)")
     ap.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -93,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--stf", default=None, choices=("off", "tspe", "tf", "both"), help="override the config's STF mode")
     ap.add_argument("--lr", type=float, default=3e-3, help="peak Adam learning rate (cosine decay to 0)")
     ap.add_argument("--batch-size", type=int, default=32, help="images per step (per process under torchrun)")
-    ap.add_argument("--shift-prob", type=float, default=0.5, help="probability of a random 1-pixel shift per image")
+    ap.add_argument("--shift-prob", type=float, default=0.25, help="probability of a random 1-pixel shift per image")
     ap.add_argument("--ema", type=float, default=0.995,
                     help="decay of the exponential moving average of the weights that is evaluated and exported (0: off)")
     ap.add_argument("--loss", default="tet", choices=("tet", "sum"),
