@@ -76,6 +76,18 @@ def load_ports() -> dict[str, dict]:
     return {p["name"]: p for p in json.loads(Path(path).read_text())}
 
 
+def drive_inputs_low(dut, ports: dict[str, dict]) -> None:
+    """Drive every input port (but the clock) to 0 before a bench starts.
+
+    Verilator starts undriven inputs at 0, Icarus at Z, which then spreads as X through the
+    datapath (and a bench that passes on one simulator hangs on the other); a bench drives
+    what it uses afterwards.
+    """
+    for name, port in ports.items():
+        if port["direction"] == "in" and port["width"] > 0 and name != "clk":
+            getattr(dut, name).value = 0
+
+
 def save_outputs(**arrays: Any) -> Path:
     """Write outputs.npz into the run folder (atomically: a crash leaves no half file)."""
     from quant.artifact import atomic_write_bytes
@@ -147,6 +159,13 @@ def _read(handle, signed: bool, where: str) -> int:
     return v.to_signed() if signed else v.to_unsigned()
 
 
+def _high(handle) -> bool:
+    """A 1-bit handshake signal is 1. X/Z (Icarus shows X before reset settles registers that
+    Verilator would start at 0) counts as not asserted; a stuck X then ends in the bench timeout."""
+    v = handle.value
+    return v.is_resolvable and int(v) == 1
+
+
 class CycleCounter:
     """Counts rising edges from its start; `cycles` is read by the test when it finishes."""
 
@@ -202,7 +221,7 @@ class StreamDriver:
             self.payload.value = self._word(item)
             self.valid.value = 1
             await ReadOnly()
-            while self.ready is not None and not self.ready.value:
+            while self.ready is not None and not _high(self.ready):
                 await RisingEdge(clk)
                 await ReadOnly()
             await RisingEdge(clk)
@@ -245,7 +264,7 @@ class StreamMonitor:
             if self.ready is not None:
                 self.ready.value = 0 if (self.stall and self.rng.random() < self.stall) else 1
             await ReadOnly()
-            if self.valid.value and (self.ready is None or self.ready.value):
+            if _high(self.valid) and (self.ready is None or _high(self.ready)):
                 raw = _read(self.payload, False, f"{self.prefix}__payload at cycle {self._cycle}")
                 self.items.append(unpack(self.port, raw) if self.fields else to_int(raw, width, signed))
                 self.cycle_of.append(self._cycle)

@@ -27,7 +27,7 @@ import json
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge, Timer
 
-from sim.scoreboard import load_params, load_ports, pack, run_dir, start_clock_and_reset, to_int, unpack
+from sim.scoreboard import drive_inputs_low, load_params, load_ports, pack, run_dir, start_clock_and_reset, to_int, unpack
 
 
 class _Player:
@@ -45,11 +45,16 @@ class _Player:
         port = self.ports.get(name)
         if port is None:
             raise AssertionError(f"the design has no port {name!r}")
+        if port["width"] == 0:
+            return  # a zero-width port (e.g. the address of a 1-deep memory) carries nothing
         word = pack(port, value) if isinstance(value, dict) else int(value) & ((1 << port["width"]) - 1)
         getattr(self.dut, name).value = word
 
     def read(self, name):
         port = self.ports[name]
+        if port["width"] == 0:
+            # Amaranth writes a zero-width port as [-1:0]: 2 undriven bits in Icarus, 0 in Verilator
+            return unpack(port, 0) if port["fields"] else 0
         v = getattr(self.dut, name).value
         if not v.is_resolvable:
             raise AssertionError(f"{name} is X/Z at cycle {self.cycle}: {v}")
@@ -65,6 +70,7 @@ class _Player:
 async def program(dut):
     p, ports = load_params(), load_ports()
     player = _Player(dut, ports)
+    drive_inputs_low(dut, ports)
     for name, value in p.get("initial", {}).items():
         player.write(name, value)
     if player.clocked:

@@ -20,7 +20,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import Combine, RisingEdge
 
-from sim.scoreboard import (CycleCounter, StreamDriver, StreamMonitor, load_inputs, load_params, load_ports,
+from sim.scoreboard import (CycleCounter, drive_inputs_low, StreamDriver, StreamMonitor, load_inputs, load_params, load_ports,
                             save_outputs, start_clock_and_reset)
 
 
@@ -68,6 +68,7 @@ def _encode(prefix, port, items):
 @cocotb.test()
 async def streams(dut):
     ins, p, ports = load_inputs(), load_params(), load_ports()
+    drive_inputs_low(dut, ports)
     for name, value in p.get("static", {}).items():
         getattr(dut, name).value = int(value) & ((1 << ports[name]["width"]) - 1)
     await start_clock_and_reset(dut)

@@ -40,6 +40,10 @@ def _ops(rng, cfg, count):
     ops += [("update", 0, np.full(P, xmax), np.full(P, tmax))] * 3   # saturating input, highest threshold
     ops += [("update", 0, np.full(P, -xmax), np.full(P, 1))] * 4     # most negative: floor of odd negatives
     ops.append(("clear",))
+    if xmax >= 3 and tmax >= 2:
+        # the floor of the leak made visible: -3 leaks to -2 (floor) where truncation gives -1,
+        # so the next +3 reaches 1 < theta = 2 here but 2 >= 2 (a spike) under truncation
+        ops += [("update", 0, np.full(P, -3), np.full(P, 2)), ("update", 0, np.full(P, 3), np.full(P, 2)), ("clear",)]
     for _ in range(count):
         if rng.random() < 0.05:
             ops.append(("clear",))
