@@ -10,7 +10,7 @@ rejected frame is answered with a NAK naming the reason; a frame that stops arri
 
 from __future__ import annotations
 
-from amaranth import Module, Signal, Cat, C, Const, unsigned, signed
+from amaranth import Module, Mux, Signal, Cat, C, Const, unsigned, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -24,37 +24,21 @@ __all__ = ["HostLink", "crc16_update", "pixel_layout", "result_layout", "LOGIT_B
 LOGIT_BITS = 32  # logits travel sign-extended to 32 bits (RESULT payload, little-endian int32)
 
 
-def _crc16_terms() -> list[tuple[list[int], list[int]]]:
-    """For each bit of the next CRC: the CRC bits and byte bits whose XOR it is.
-
-    The CRC is linear over GF(2), so one byte step is a fixed XOR matrix; computing it here as
-    sets of bit indices gives a flat XOR per output bit (an expression built by unrolling the
-    eight shifts instead references the previous step 17 times each and grows as 17**8).
-    """
-    c = [({i}, set()) for i in range(16)]  # (crc bits, byte bits) per bit of the running CRC
-    for i in range(8):
-        fb = (c[15][0], c[15][1] ^ {7 - i})
-        shifted = [(set(), set())] + c[:15]
-        c = [(a ^ fb[0], b ^ fb[1]) if (0x1021 >> k) & 1 else (a, b) for k, (a, b) in enumerate(shifted)]
-    return [(sorted(a), sorted(b)) for a, b in c]
-
-
-_CRC16_TERMS = _crc16_terms()
 
 
 def crc16_update(crc, byte):
     """CRC-16/CCITT-FALSE after one more byte: a 16-bit expression (MSB first, poly 0x1021).
 
-    One flat XOR per bit, of at most 7 inputs (see `_crc16_terms`).
+    The bit-serial form, one shift and a conditional XOR per bit. Written this way on purpose:
+    the flat XOR-matrix form of the same function makes Yosys 0.70's abc9 (synth_ecp5) abort
+    with ``Assert GetSize(conn.first) == GetSize(conn.second)`` on the whole-network build, and
+    a ``replicate``-masked form grows exponentially during elaboration.
     """
-    bits = []
-    for crc_bits, byte_bits in _CRC16_TERMS:
-        terms = [crc[j] for j in crc_bits] + [byte[j] for j in byte_bits]
-        x = terms[0]
-        for t in terms[1:]:
-            x = x ^ t
-        bits.append(x)
-    return Cat(*bits)
+    c = crc
+    for i in range(8):
+        fb = c[15] ^ byte[7 - i]
+        c = Cat(C(0, 1), c[:15]) ^ Mux(fb, C(0x1021, 16), C(0, 16))
+    return c
 
 
 def pixel_layout(pixel_bits: int) -> data.StructLayout:
