@@ -218,10 +218,16 @@ def test_overuse_names_the_resource_count_and_the_knobs():
     assert "--variant" in msg and "--hw-config" in msg and "\n" not in msg
     met, clk, err = judge(log, "25F", 100.0, built=False)
     assert err == msg and met is None
+    assert log.errors == ["Unable to place cell 'core.top.core.enc.rq.prod12_TRELLIS_FF_Q_DI_MULT18X18D_P8', "
+                          "no BELs remaining to implement cell type 'MULT18X18D'"]
+    assert not log.routed and log.fmax == {}
 
 
 @pytest.mark.parametrize("error, cell", [
-    ("Unable to place cell 'x', no BELs remaining to implement cell type 'DP16KD'", "DP16KD"),
+    # the real one of LOG_OVERUSE
+    ("Unable to place cell 'core.top.core.enc.rq.prod12_TRELLIS_FF_Q_DI_MULT18X18D_P8', no BELs "
+     "remaining to implement cell type 'MULT18X18D'", "MULT18X18D"),
+    # nextpnr's HeAP placer, format "Failed to expand region (%d, %d) |_> (%d, %d) of %d %ss"
     ("Failed to expand region (0, 0) |_> (71, 49) of 130 DP16KDs", "DP16KD"),
 ])
 def test_overuse_from_nextpnr_failure_text_alone(error, cell):
