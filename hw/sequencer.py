@@ -340,7 +340,11 @@ class Sequencer(wiring.Component):
         d_dest = Signal(range(len(PLANES)))
         d_last = Signal()
         d_mask = Signal(P)
-        d_maddr = Signal(range(prog.mdepth))
+        # The membrane address mbase + n * nch + ch is formed between S1 and S2 from staged
+        # operands, not at S0 behind the FSM's state mux: that path (state -> mux -> multiply-add
+        # -> register) was the design's critical path (27 ns, docs/build.md).
+        d_mbase = Signal(range(prog.mdepth))
+        d_nch = Signal(range(max(prog.chH, chD, prog.chC, 2) + 1))
         d_uaddr = Signal(range(N * chD))
         d_prow = Signal(range(len(prog.param_rows)))
         t = Signal(range(T))
@@ -393,10 +397,14 @@ class Sequencer(wiring.Component):
                 m.d.comb += x3[j].eq(y3[j])
 
         meta = {"v": d_valid, "mode": d_mode, "n": d_n, "lane": d_lane, "ch": d_ch, "layer": d_layer,
-                "dest": d_dest, "last": d_last, "mask": d_mask, "maddr": d_maddr, "uaddr": d_uaddr, "t": t}
+                "dest": d_dest, "last": d_last, "mask": d_mask, "uaddr": d_uaddr, "t": t}
         at3 = {k: v for k, v in meta.items()}
         for i in range(3):
             at3 = {k: stage(v, f"{k}_s{i + 1}") for k, v in at3.items()}
+        mbase1, nch1, n1 = stage(d_mbase, "mbase1"), stage(d_nch, "nch1"), stage(d_n, "n1")
+        maddr2 = Signal(range(prog.mdepth), name="maddr_s2")
+        m.d.sync += maddr2.eq(mbase1 + n1 * nch1 + ch1)
+        at3["maddr"] = stage(maddr2, "maddr_s3")
         m.d.comb += [uwp.addr.eq(at3["uaddr"]), uwp.en.eq(at3["v"] & (at3["mode"] != MODE_BIAS))]
         for j in range(P):
             m.d.comb += uwp.data.word_select(j, prog.res_bits).eq(x3[j])
@@ -537,7 +545,7 @@ class Sequencer(wiring.Component):
                         m.d.comb += [d_valid.eq(1), d_mode.eq(MODE_ENC), d_n.eq(n_ctr), d_lane.eq(0),
                                      d_ch.eq(ch_ctr), d_layer.eq(c_layer[ch_ctr]), d_dest.eq(PL_ENC),
                                      d_last.eq(c_last[ch_ctr]), d_mask.eq(c_mask[ch_ctr]),
-                                     d_maddr.eq(prog.mbase["enc"] + n_ctr * chD + ch_ctr),
+                                     d_mbase.eq(prog.mbase["enc"]), d_nch.eq(chD),
                                      d_uaddr.eq(n_ctr * chD + ch_ctr), d_prow.eq(c_prow[ch_ctr]),
                                      read_row.eq(n_ctr)]
                         with m.If(ch_ctr == chD - 1):
@@ -588,7 +596,7 @@ class Sequencer(wiring.Component):
                             m.d.comb += [d_valid.eq(n_d < N), d_mode.eq(ps.mode), d_n.eq(n_d), d_lane.eq(k_ctr),
                                          d_ch.eq(cch), d_layer.eq(c_layer[ch_ctr]), d_dest.eq(c_dest[ch_ctr]),
                                          d_last.eq(c_last[ch_ctr]), d_mask.eq(c_mask[ch_ctr]),
-                                         d_maddr.eq(c_mbase[ch_ctr] + n_d * c_nch[ch_ctr] + cch),
+                                         d_mbase.eq(c_mbase[ch_ctr]), d_nch.eq(c_nch[ch_ctr]),
                                          d_uaddr.eq(n_d * chD + cch), d_prow.eq(c_prow[ch_ctr]),
                                          sl.shift.eq(1)]
                             m.d.sync += k_ctr.eq(k_ctr + 1)
