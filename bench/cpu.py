@@ -45,9 +45,10 @@ from typing import Any, Callable  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.common import RESULTS, table, write_json  # noqa: E402
+from quant.artifact import SHIPPED_ARTIFACT
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ROOT / "artifacts" / "digits-tiny.npz"
+SHIPPED = SHIPPED_ARTIFACT
 GOAL_RATIO = 10.0
 FLOAT_FORWARD = ("none: STFNet has no separate float forward; its QAT forward (the integer network in float "
                  "tensors) is the float model")

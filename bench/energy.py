@@ -52,9 +52,10 @@ from typing import Any
 import numpy as np
 
 from bench.common import RESULTS, table, write_json
+from quant.artifact import SHIPPED_ARTIFACT
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ROOT / "artifacts" / "digits-tiny.npz"
+SHIPPED = SHIPPED_ARTIFACT
 
 E_AC_PJ = 0.9
 E_MAC_PJ = 4.6

@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-SHIPPED = Path(__file__).resolve().parent.parent / "artifacts" / "digits-tiny.npz"
+from quant.artifact import SHIPPED_ARTIFACT
+
+SHIPPED = SHIPPED_ARTIFACT
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 TARGET_S = 1.0
 

@@ -60,9 +60,10 @@ from typing import Any
 import numpy as np
 
 from bench.common import RESULTS, table, write_json
+from quant.artifact import SHIPPED_ARTIFACT
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ROOT / "artifacts" / "digits-tiny.npz"
+SHIPPED = SHIPPED_ARTIFACT
 BOARD_REPORT = ROOT / "build" / "ulx3s-85F" / "report.json"
 MODEL_FILE = ROOT / "docs" / "figures" / "hardware_tables.py"
 OTHER = "enc+head+io"

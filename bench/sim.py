@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import RESULTS, table, write_json
+from quant.artifact import SHIPPED_ARTIFACT
 
-SHIPPED = Path(__file__).resolve().parent.parent / "artifacts" / "digits-tiny.npz"
+SHIPPED = SHIPPED_ARTIFACT
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -44,13 +44,14 @@ from amaranth.sim import Simulator
 from boards.host import Host, HostError
 from boards.protocol import MAX_PAYLOAD, VERSION, Identity, Result
 from hw.platforms import BoardTop, core_signature
+from quant.artifact import SHIPPED_ARTIFACT
 
 __all__ = [
     "SimTransport", "SimBoard", "GoldenCore", "identity_for", "default_artifact", "SimWallLimit",
     "CoreRecord", "DEFAULT_ARTIFACT",
 ]
 
-DEFAULT_ARTIFACT = Path(__file__).resolve().parent.parent / "artifacts" / "digits-tiny.npz"
+DEFAULT_ARTIFACT = SHIPPED_ARTIFACT
 
 
 class SimWallLimit(HostError):

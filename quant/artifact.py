@@ -42,7 +42,12 @@ __all__ = [
     "save_artifact",
     "random_artifact",
     "atomic_write_bytes",
+    "SHIPPED_ARTIFACT",
 ]
+
+# The trained digits-tiny artifact in the repository: the default of the main job, the benches,
+# the host tool's simulated board and the RTL benches.
+SHIPPED_ARTIFACT = Path(__file__).resolve().parent.parent / "artifacts" / "digits-tiny.npz"
 
 FORMAT = "stf-fpga-artifact"
 VERSION = 1

@@ -10,7 +10,7 @@ import pytest
 
 from hw.verilog import main as verilog_main
 
-from sim.test_network import SHIPPED
+from quant.artifact import SHIPPED_ARTIFACT as SHIPPED
 
 
 @pytest.mark.parametrize("hw_cfg,trace", [("default", False), ("small", True)])

@@ -24,10 +24,10 @@ import pytest
 from model.config import HW_PRESETS, HardwareConfig, ModelConfig
 from model.data import load_dataset
 from quant import golden
-from quant.artifact import load_artifact, random_artifact
+from quant.artifact import SHIPPED_ARTIFACT, load_artifact, random_artifact
 from sim.network import check_images, rtl_forward, top_design
 
-SHIPPED = Path(__file__).resolve().parent.parent / "artifacts" / "digits-tiny.npz"
+SHIPPED = SHIPPED_ARTIFACT
 
 
 def _report(run, mismatches) -> str:
