@@ -31,6 +31,7 @@ import fcntl
 import hashlib
 import importlib.util
 import json
+import re
 import os
 import shutil
 import sys
@@ -344,6 +345,8 @@ def build(
     top = _safe_name(name)
     t0 = time.perf_counter()
     verilog_text, manifest = elaborate(component, top, ports)
+    if sim == "icarus":
+        verilog_text = icarus_comb_start(verilog_text)
     t_elab = time.perf_counter() - t0
     if sim == "verilator":
         trace = "--trace-fst" if verilator_has_fst() else "--trace"
@@ -381,12 +384,31 @@ def build(
     return design
 
 
+_COMB_TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+)\s*=\s*0;$", re.M)
+
+
+def icarus_comb_start(verilog: str) -> str:
+    """Make Yosys' Verilog evaluate every ``always @*`` block at time 0 under Icarus.
+
+    Yosys writes combinational processes as ``always @*`` blocks that read a dummy trigger
+    register, ``reg \\$auto$verilog_backend.cc:N:dump_module$M = 0;``, so that a simulator runs
+    each block once at start. Icarus does not run ``always @*`` at time 0 and the declaration's
+    initialiser makes no event, so a block whose inputs stay constant for a while (a ROM-like
+    case on a counter that is still 0, e.g. STFEncoder's pixel address) holds X until one of them
+    changes, where Verilator evaluates it at once. A non-blocking write of 1 to the trigger at
+    time 0 (after every block waits on it) fires each block once; Verilator designs are left as
+    they are.
+    """
+    return _COMB_TRIGGER.sub(lambda m: f"{m.group(0)}\n{m.group(1)}initial {m.group(2)} <= 1'h1;", verilog)
+
+
 def _source_digest() -> str:
-    """Hash of every generator source the Verilog can depend on (hw/, quant/, model/)."""
+    """Hash of every source the Verilog can depend on (hw/, quant/, model/, and this module,
+    which post-processes the Verilog for Icarus)."""
     h = hashlib.sha256()
-    for sub in ("hw", "quant", "model"):
-        for f in sorted((ROOT / sub).rglob("*.py")):
-            h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
+    files = [f for sub in ("hw", "quant", "model") for f in sorted((ROOT / sub).rglob("*.py"))]
+    for f in files + [Path(__file__).resolve()]:
+        h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
 
 
