@@ -114,16 +114,19 @@ RANDOM_CASES = [
 
 @pytest.mark.parametrize("cfg,hw,extreme", [c[1:] for c in RANDOM_CASES], ids=[c[0] for c in RANDOM_CASES])
 def test_random_artifact_on_random_images(sim, seed, cfg, hw, extreme):
-    art = random_artifact(cfg, seed, extreme=extreme)
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 1 << cfg.pixel_bits, (3, *cfg.image_shape[:2]))
     images[0] = 0                                 # all-zero image
     images[1] = (1 << cfg.pixel_bits) - 1         # all-max image
-    rec = golden.forward(art, images)
+    # A typical artifact must exercise the datapath: for a few configs some seeds give one whose
+    # encoder never fires on these images, so take the first of seed, seed + 1, ... that fires.
+    for s in range(seed, seed + 50):
+        art = random_artifact(cfg, s, extreme=extreme)
+        if extreme is not None or golden.forward(art, images)["enc"].any():
+            break
+    else:
+        pytest.fail(f"no random artifact of seeds {seed}..{seed + 49} fires: the comparison would be vacuous")
     _check(art, hw, sim, images, seed, "random")
-    if extreme is None:
-        # typical artifacts must exercise the datapath: some spikes in the encoder and the head
-        assert rec["enc"].any(), "the random artifact never fires: the comparison would be vacuous"
 
 
 # -- backpressure ------------------------------------------------------------------------------
