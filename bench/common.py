@@ -26,6 +26,22 @@ def write_json(name: str, data: dict[str, Any], out_dir: Path = RESULTS) -> Path
     return atomic_write_bytes(out_dir / f"{name}.json", (json.dumps(data, indent=2) + "\n").encode(), overwrite=True)
 
 
+def save_results(name: str, res: dict[str, Any], args, plot=None) -> None:
+    """Write a benchmark's JSON (and PNG via ``plot(res, path)``) the way every bench does:
+    always for a full run, in smoke mode only with an explicit ``--out-dir``; smoke results are
+    named ``<name>-smoke``."""
+    if args.smoke and not args.out_dir:
+        return
+    out = Path(args.out_dir) if args.out_dir else RESULTS
+    name = f"{name}-smoke" if args.smoke else name
+    path = write_json(name, res, out)
+    if plot is not None:
+        plot(res, out / f"{name}.png")
+        print(f"wrote {path} and {name}.png")
+    else:
+        print(f"wrote {path}")
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A Markdown table (also readable in a terminal)."""
     cells = [[str(h) for h in headers]] + [[f"{c:.4g}" if isinstance(c, float) else str(c) for c in r] for r in rows]

@@ -44,7 +44,7 @@ from typing import Any, Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from bench.common import RESULTS, table, write_json  # noqa: E402
+from bench.common import RESULTS, save_results, table  # noqa: E402
 from quant.artifact import SHIPPED_ARTIFACT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,12 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     res = run(args)
     print(report(res))
-    if not args.smoke or args.out_dir:
-        out = Path(args.out_dir) if args.out_dir else RESULTS
-        name = "cpu-smoke" if args.smoke else "cpu"
-        path = write_json(name, res, out)
-        plot(res, out / f"{name}.png")
-        print(f"wrote {path} and {name}.png")
+    save_results("cpu", res, args, plot)
     return 0 if res["torch_logits_equal_golden"] else 1
 
 

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import RESULTS, table, write_json
+from bench.common import RESULTS, save_results, table
 from quant.artifact import SHIPPED_ARTIFACT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -249,12 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     res = run(args)
     print(report(res))
-    if not args.smoke or args.out_dir:
-        out = Path(args.out_dir) if args.out_dir else RESULTS
-        name = "energy-smoke" if args.smoke else "energy"
-        path = write_json(name, res, out)
-        plot(res, out / f"{name}.png")
-        print(f"wrote {path} and {name}.png")
+    save_results("energy", res, args, plot)
     return 0
 
 
