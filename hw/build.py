@@ -4,6 +4,7 @@
     python -m hw.build --board ulx3s --variant 25F --hw-config small
     python -m hw.build --board ulx3s --variant 12F --shell   # board shell only (PLL, UART, link)
     python -m hw.build --board ulx3s --program            # build, then load it over USB (SRAM)
+    python -m hw.build --board orangecrab                 # 25F, HW "small", 40 MHz (the board's defaults)
 
 Writes ``<out>/<board>-<variant>/``: ``top.bit`` and ``top.svf`` (ecppack), the logs
 (``top.rpt`` Yosys, ``top.tim`` nextpnr, ``build.log`` everything the tools printed),
@@ -279,7 +280,7 @@ def find_programmer(environ=None) -> str | None:
 
 _NO_BOARD = re.compile(r"unable to open ftdi device|device not found|No cable|cable not found|"
                        r"JTAG init failed|no device found|not found.*(?:usb|ftdi)|"
-                       r"LIBUSB_ERROR|fail to open", re.I)
+                       r"LIBUSB_ERROR|fail to open|No DFU compatible device", re.I)
 
 
 def program(bitfile: Path, board, *, environ=None, timeout: float = 300) -> str:
@@ -307,8 +308,7 @@ def program(bitfile: Path, board, *, environ=None, timeout: float = 300) -> str:
     if r.returncode != 0:
         last = lines[-1] if lines else f"exit status {r.returncode}"
         if _NO_BOARD.search(text):
-            raise BuildError(f"no {board.name} found by {board.programmer} (plugged in over USB, and "
-                             f"allowed to open it: udev rules or plugdev group?): {last}")
+            raise BuildError(f"no {board.name} found by {board.programmer} ({board.program_hint}): {last}")
         raise BuildError(f"{board.programmer} failed (exit status {r.returncode}): {last}")
     return text
 
@@ -364,11 +364,15 @@ def _run_script(build_dir: Path, script: str, env: dict, log_path: Path, progres
     return rc, seconds
 
 
-def build(*, board_name: str, variant: str, artifact_path: str | None, hw_cfg, clock_mhz: float | None,
-          out: Path, force: bool = False, seed: int | None = None, shell: bool = False,
-          toolchain: str = "auto", allow_timing_fail: bool = False, router: str = "router2",
-          progress=None) -> dict:
+def build(*, board_name: str, variant: str | None, artifact_path: str | None, hw_cfg=None,
+          clock_mhz: float | None = None, out: Path, force: bool = False, seed: int | None = None,
+          shell: bool = False, toolchain: str = "auto", allow_timing_fail: bool = False,
+          router: str = "router2", progress=None) -> dict:
     """Build a bitstream; return the report (also written to ``<out>/<board>-<variant>/report.json``).
+
+    None takes the board's default (`hw.platforms.Board`): `variant` its ``default_variant``,
+    `hw_cfg` its ``default_hw_config`` preset, `clock_mhz` its ``default_clock_mhz`` or, for a
+    board without one, the hardware config's ``clock_mhz``.
 
     Raises UsageError for bad input (checked before any tool runs), BuildError when the build
     fails; a failed build's folder is ``<out>/<board>-<variant>.failed``.
@@ -376,7 +380,7 @@ def build(*, board_name: str, variant: str, artifact_path: str | None, hw_cfg, c
     from boards.simboard import identity_for
     from hw.platforms import BoardError, BoardTop, ShellCore, get_board
     from hw.pll import PLLError, pll_params
-    from model.config import ConfigError
+    from model.config import HW_PRESETS, ConfigError
     from quant.artifact import ArtifactError, load_artifact
 
     t_start = time.monotonic()
@@ -384,9 +388,13 @@ def build(*, board_name: str, variant: str, artifact_path: str | None, hw_cfg, c
     try:
         board = get_board(board_name)
         variant = variant or board.default_variant
-        platform = board.platform_class(variant)()
+        platform = board.platform(variant)
     except BoardError as e:
         raise UsageError(str(e))
+    if hw_cfg is None:
+        hw_cfg = HW_PRESETS[board.default_hw_config]
+    if clock_mhz is None:
+        clock_mhz = board.default_clock_mhz
     clock = float(hw_cfg.clock_mhz if clock_mhz is None else clock_mhz)
     try:
         pll = pll_params(board.clock_in_mhz, clock)
@@ -451,6 +459,13 @@ def build(*, board_name: str, variant: str, artifact_path: str | None, hw_cfg, c
     t_elab = time.monotonic() - t0
 
     env = {**os.environ, **tools}
+    skipped = []
+    for tool in board.optional_tools:
+        var = tool.upper().replace("-", "_")  # Amaranth's name for the tool's variable
+        if not env.get(var) and _which(tool) is None:
+            env[var] = "true"  # the shell's no-op: the script's step runs and changes nothing
+            skipped.append(tool)
+            progress(f"{tool} not found: its step is skipped (not needed for --program)")
     rc, seconds = _run_script(tmp, f"{plan.script}.sh", env, tmp / "build.log", progress)
     seconds = {"elaborate": round(t_elab, 1), **seconds}
     text = (tmp / f"{NAME}.tim").read_text(errors="replace") if (tmp / f"{NAME}.tim").exists() else ""
@@ -479,6 +494,7 @@ def build(*, board_name: str, variant: str, artifact_path: str | None, hw_cfg, c
         "core_clock": None,
         "seed": seed,
         "router": router,
+        "skipped_tools": skipped,
         "seconds": seconds,
         "tools": tool_versions(tools),
         "ok": False,
@@ -519,7 +535,7 @@ def judge(log: NextpnrLog, variant: str, f_mhz: float, *, built: bool = True):
 
     A build that did not finish is judged by `overuse_message` (None: some other failure, for
     the caller to name). A finished one by the Fmax of the clock constrained at `f_mhz` (the PLL
-    output; nextpnr derives it from the 25 MHz input and the PLL's dividers) after routing.
+    output; nextpnr derives it from the board's oscillator and the PLL's dividers) after routing.
     """
     if not built:
         return None, None, overuse_message(log, variant)
@@ -598,13 +614,21 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m hw.build", description=__doc__.split("\n\n")[0],
                                  formatter_class=_Defaults)
+    def per_board(attr, fmt=str):
+        return "; ".join(f"{b.name} {fmt(getattr(b, attr))}" for b in BOARDS.values())
+
     ap.add_argument("--board", required=True, help=f"board: {', '.join(BOARDS)}")
     ap.add_argument("--variant", default=None,
-                    help="device variant (ulx3s: 12F, 25F, 45F, 85F; default: the board's largest, 85F)")
+                    help=f"device variant ({per_board('variants', ', '.join)}; default: the board's "
+                         f"own: {per_board('default_variant')})")
     ap.add_argument("--artifact", default=DEFAULT_ARTIFACT, help="artifact .npz whose weights are baked in")
-    ap.add_argument("--hw-config", default="default", help="HW_PRESETS name, JSON object or JSON file")
+    ap.add_argument("--hw-config", default=None,
+                    help=f"HW_PRESETS name, JSON object or JSON file (default: the board's own: "
+                         f"{per_board('default_hw_config')})")
     ap.add_argument("--clock", type=float, default=None, metavar="MHZ",
-                    help="core clock in MHz (default: the hardware config's clock_mhz, 100)")
+                    help="core clock in MHz (default: the board's own, "
+                         + per_board("default_clock_mhz", lambda c: "the hardware config's clock_mhz, 100"
+                                     if c is None else f"{c:g}") + ")")
     ap.add_argument("--out", default="build", help="output folder; the build goes to <out>/<board>-<variant>/")
     ap.add_argument("--force", action="store_true", help="replace an existing <out>/<board>-<variant>/")
     ap.add_argument("--seed", type=int, default=None, help="nextpnr placer seed (default: nextpnr's)")
@@ -617,7 +641,8 @@ def main(argv=None) -> int:
     ap.add_argument("--allow-timing-fail", action="store_true",
                     help="keep (and --program) a bitstream that misses the requested clock, exit 0")
     ap.add_argument("--program", action="store_true",
-                    help="load the bitstream into the board's SRAM with openFPGALoader after building")
+                    help="after building, load the bitstream with openFPGALoader: "
+                         + per_board("program_target"))
     ap.add_argument("--quiet", action="store_true", help="print only the report (and errors)")
     args = ap.parse_args(argv)
 
@@ -629,8 +654,15 @@ def main(argv=None) -> int:
             print(f"[{time.monotonic() - t0:6.0f} s] {msg}", file=sys.stderr, flush=True)
 
     t0 = time.monotonic()
+    from hw.platforms import BoardError, get_board
+
     try:
-        hw_cfg = parse_hw_config(args.hw_config)
+        board = get_board(args.board)
+    except BoardError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        hw_cfg = parse_hw_config(args.hw_config or board.default_hw_config)
     except (ConfigError, ValueError, TypeError, OSError) as e:
         print(f"error: --hw-config: {e}", file=sys.stderr)
         return 2
@@ -656,15 +688,13 @@ def main(argv=None) -> int:
     print(format_report(report))
     print(f"wrote {report['dir']}/{NAME}.bit and report.json")
     if args.program:
-        from hw.platforms import get_board
-
-        progress(f"programming with openFPGALoader")
+        progress(f"programming with {board.programmer}")
         try:
-            program(Path(report["dir"]) / f"{NAME}.bit", get_board(report["board"]))
+            program(Path(report["dir"]) / f"{NAME}.bit", board)
         except BuildError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        print(f"programmed the {report['board']} (SRAM; lost at power-off)")
+        print(f"programmed the {report['board']} ({board.program_target})")
     return 0
 
 

@@ -6,7 +6,8 @@ the board's oscillator through an ECP5 PLL to the requested core clock and holds
 reset until the PLL locks; without a platform (simulation) it exposes the UART pins as plain
 signals, ``uart_rx`` and ``uart_tx``, in the ``sync`` domain the simulator clocks.
 
-LEDs: 0 heartbeat (about 1 Hz), 1 a CLASSIFY is being served, 2 PLL locked, 3..7 NAK count.
+LEDs: 0 heartbeat (about 1 Hz), 1 a CLASSIFY is being served, 2 PLL locked, 3..7 NAK count;
+a board with fewer LEDs shows a subset (`Board.leds`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ class BoardError(ValueError):
 
 @dataclass(frozen=True)
 class Board:
+    """One board: its amaranth-boards platforms, and what `python -m hw.build` does by default.
+
+    ``default_hw_config`` and ``default_clock_mhz`` are the smallest configuration that fits
+    ``default_variant`` with timing met (``default_clock_mhz`` None: the hardware config's own
+    ``clock_mhz``). ``resources`` are added to the platform (pins amaranth-boards does not name,
+    such as a UART on a header); ``leds`` maps bits of `BoardTop`'s LED word to
+    ``(resource, number, subsignal or None)``. ``optional_tools`` are tools the platform's build
+    script runs that the bitstream does not need (left out, with a note, when not installed).
+    """
+
     name: str
     variants: dict[str, str]     # variant -> "module:Class" of an amaranth-boards platform
     default_variant: str
@@ -39,6 +50,14 @@ class Board:
     clock_in_mhz: float
     programmer: str              # what --program calls
     program_args: tuple[str, ...] = field(default=())
+    default_hw_config: str = "default"
+    default_clock_mhz: float | None = None
+    uart: str = "the board's USB serial port"
+    resources: tuple = ()
+    leds: tuple[tuple[int, str, int, str | None], ...] = tuple((i, "led", i, None) for i in range(8))
+    optional_tools: tuple[str, ...] = ()
+    program_target: str = "SRAM; lost at power-off"
+    program_hint: str = "plugged in over USB, and allowed to open it: udev rules or plugdev group?"
 
     def platform_class(self, variant: str):
         if variant not in self.variants:
@@ -50,6 +69,25 @@ class Board:
         mod, cls = self.variants[variant].split(":")
         return getattr(importlib.import_module(mod), cls)
 
+    def platform(self, variant: str):
+        """An instance of the variant's platform, with this board's extra resources."""
+        platform = self.platform_class(variant)()
+        if self.resources:
+            platform.add_resources(list(self.resources))
+        return platform
+
+
+def _orangecrab_resources() -> tuple:
+    from amaranth.build import Attrs
+    from amaranth_boards.resources import UARTResource
+
+    # The Feather header's serial pins, as on every Feather and in LiteX's OrangeCrab platform:
+    # pin "0" (N17) is RX into the FPGA, pin "1" (M18) is TX out of it. The pull-up keeps an
+    # unconnected RX idle (high) instead of letting it float into false start bits (on TX, which
+    # the FPGA drives, it does nothing).
+    return (UARTResource(0, rx="0", tx="1", conn=("io", 0),
+                         attrs=Attrs(IO_TYPE="LVCMOS33", PULLMODE="UP")),)
+
 
 BOARDS: dict[str, Board] = {
     "ulx3s": Board(
@@ -60,6 +98,35 @@ BOARDS: dict[str, Board] = {
         clock_in_mhz=25.0,
         programmer="openFPGALoader",
         program_args=("-b", "ulx3s", "-m"),
+        uart="the on-board FTDI (US1 USB port)",
+    ),
+    # OrangeCrab r0.2: its USB port goes to the FPGA itself (no USB-UART chip), so the host link
+    # is on the Feather header through a 3.3 V USB-serial adapter. The 25F holds HW "small" (25 of
+    # 28 MULT18, as the ULX3S 25F); 40 MHz is 48 x 5 / 6 exactly, under the ~44 MHz Fmax of the
+    # datapath (docs/build.md).
+    "orangecrab": Board(
+        name="orangecrab",
+        variants={v: f"amaranth_boards.orangecrab_r0_2:OrangeCrabR0_2_{v}Platform" for v in ("25F", "85F")},
+        default_variant="25F",
+        clock_resource="clk",
+        clock_in_mhz=48.0,
+        programmer="openFPGALoader",
+        # DFU to the bootloader, which writes the flash (there is no SRAM load over USB)
+        program_args=("-b", "orangeCrab"),
+        default_hw_config="small",
+        default_clock_mhz=40.0,
+        uart="a 3.3 V USB-serial adapter on the Feather header: adapter TX to pin 0 (RX, N17), "
+             "adapter RX to pin 1 (TX, M18), GND to GND",
+        resources=_orangecrab_resources(),
+        # one RGB LED: green heartbeat (it only runs once the PLL has locked), blue busy, red the
+        # NAK count's low bit
+        leds=((0, "rgb_led", 0, "g"), (1, "rgb_led", 0, "b"), (3, "rgb_led", 0, "r")),
+        # amaranth-boards appends a DFU suffix with dfu-util's dfu-suffix; openFPGALoader needs
+        # none (it takes 1209:5af0 from its board table)
+        optional_tools=("dfu-suffix",),
+        program_target="flash, through the DFU bootloader; kept at power-off",
+        program_hint="in its DFU bootloader: hold the button while plugging in USB; and allowed "
+                     "to open it: udev rules or plugdev group?",
     ),
 }
 
@@ -180,8 +247,12 @@ class BoardTop(Elaboratable):
             platform.add_clock_constraint(pll.clk_out, self.pll.f_out_mhz * 1e6)
             uart = platform.request("uart", 0)
             m.d.comb += [self.uart_rx.eq(uart.rx.i), uart.tx.o.eq(self.uart_tx)]
-            for i in range(8):
-                m.d.comb += platform.request("led", i).o.eq(self.leds[i])
+            requested = {}  # a resource can be requested once; an RGB LED serves three bits
+            for bit, name, number, sub in self.board.leds:
+                if (name, number) not in requested:
+                    requested[name, number] = platform.request(name, number)
+                res = requested[name, number]
+                m.d.comb += (getattr(res, sub) if sub else res).o.eq(self.leds[bit])
             beat_cycles = int(f_hz)
         else:
             beat_cycles = 1 << 10
