@@ -25,11 +25,11 @@ over t, the spans add up to the image's ``cycles`` field exactly, because the im
 defined as its result's stamp minus that field.
 
 Each span is compared with the cycle model of docs/hardware.md section 3.2
-(``docs/figures/hardware_tables.image_cycles``, evaluated on the golden record of the same image,
-aggregated in the same segments): the model's total must equal the ``cycles`` field for every
-image (else the bench fails), and ``trace - model`` per segment is the record-to-pass-end offset
-difference, a constant (reported with its spread over images and both variants; a spread of 0
-means the trace agrees with the model pass by pass). Without that file the check is skipped.
+(``hw.cycles.image_cycles``, evaluated on the golden record of the same image, aggregated in the
+same segments): the model's total must equal the ``cycles`` field for every image (else the
+bench fails), and ``trace - model`` per segment is the record-to-pass-end offset difference, a
+constant (reported with its spread over images and both variants; a spread of 0 means the trace
+agrees with the model pass by pass).
 
 **Spike rates** per layer are the golden record's means on the same images. Per spike-driven
 pass the input spike rate r (the input plane's density) gives the ideal event-driven speedup
@@ -50,7 +50,6 @@ images/s = Fmax / cycles. The UART link of the board is not counted.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -65,7 +64,7 @@ from quant.artifact import SHIPPED_ARTIFACT
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = SHIPPED_ARTIFACT
 BOARD_REPORT = ROOT / "build" / "ulx3s-85F" / "report.json"
-MODEL_FILE = ROOT / "docs" / "figures" / "hardware_tables.py"
+MODEL_FILE = ROOT / "hw" / "cycles.py"
 OTHER = "enc+head+io"
 
 
@@ -101,22 +100,7 @@ def fmax_source(report_path: Path, fmax: float | None, hw_clock: float) -> tuple
     return float(hw_clock), "HW config clock_mhz target (no board build report, no --fmax)"
 
 
-# -- the cycle model of docs/hardware.md, if present -----------------------------------------------
-def load_cycle_model():
-    """docs/figures/hardware_tables.py as a module, or None when absent or broken."""
-    if not MODEL_FILE.is_file():
-        return None
-    try:
-        spec = importlib.util.spec_from_file_location("_hardware_tables", MODEL_FILE)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod if hasattr(mod, "image_cycles") else None
-    except Exception as e:  # noqa: BLE001 - the check is optional; say why it is skipped
-        print(f"bench latency: cycle model unavailable ({type(e).__name__}: {e}); skipping that check",
-              file=sys.stderr)
-        return None
-
-
+# -- the cycle model (hw.cycles) in the trace's segments ------------------------------------------
 def segments(cfg) -> list[tuple[str, list[str]]]:
     """Per timestep, (segment name, record keys whose last record ends it), in schedule order.
     Segment names are the Program pass names (b0.qkv, ...), plus OTHER for the enc marker."""
@@ -149,9 +133,11 @@ def trace_spans(cfg, recs: list[tuple[int, int, int]], end_cycle: int, total: in
     return out
 
 
-def model_spans(model, prog, rec, b) -> dict[str, int]:
+def model_spans(prog, rec, b) -> dict[str, int]:
     """The cycle model's parts aggregated into the trace's segments."""
-    parts = model.image_cycles(prog, rec, b)
+    from hw.cycles import image_cycles
+
+    parts = image_cycles(prog, rec, b)
     out = {name: 0 for name, _ in segments(prog.cfg)}
     for k, v in parts.items():
         if k == "total":
@@ -202,22 +188,10 @@ def simulate(art, hw, images: np.ndarray, tag: str) -> dict[str, Any]:
 
 
 # -- spike rates and the ideal bound ---------------------------------------------------------------
-def pass_inputs(cfg) -> dict[str, str]:
-    """Spike-driven pass -> the record key of its input plane."""
-    src = {}
-    for l in range(cfg.blocks):
-        p = f"b{l}."
-        src[p + "qkv"] = "enc" if l == 0 else p + "in"
-        src[p + "o"] = p + "attn"
-        src[p + "fc1"] = p + "mlp_in"
-        src[p + "fc2"] = p + "fc1"
-    src["head"] = "head"
-    return src
-
-
 def spike_stats(art, hw, rec) -> dict[str, Any]:
     """Per-layer spike rates; per spike-driven pass its input rate, visited (token-group union)
     rate and dense accumulate weight; the weighted ideal speedup bound."""
+    from hw.cycles import pass_sources
     from hw.sequencer import Program
     from quant.golden import spike_layers
 
@@ -227,7 +201,7 @@ def spike_stats(art, hw, rec) -> dict[str, Any]:
     layers = {k: float(np.mean(rec[k])) for k in spike_layers(cfg)}
     passes, num, den = {}, 0.0, 0.0
     by_name = {ps.name: ps for ps in prog.passes}
-    for name, key in pass_inputs(cfg).items():
+    for name, key in pass_sources(cfg).items():
         ps = by_name[name]
         s = np.asarray(rec[key])[..., : ps.n_in]  # [B, T, N, n_in]
         rate = float(s.mean())
@@ -247,6 +221,7 @@ def spike_stats(art, hw, rec) -> dict[str, Any]:
 
 # -- main ------------------------------------------------------------------------------------------
 def run(args) -> dict[str, Any]:
+    from hw.cycles import image_cycles
     from hw.sequencer import Program
     from hw.verilog import parse_hw_config
     from model.data import load_dataset
@@ -267,7 +242,6 @@ def run(args) -> dict[str, Any]:
         raise SystemExit(f"bench latency: {args.artifact} has config {cfg.name}, not an 8x8 digits config")
     x = x[: args.images]
     rec = golden.forward(art, x)
-    model = load_cycle_model()
     fmax, fsrc = fmax_source(Path(args.board_report), args.fmax, hw_ev.clock_mhz)
 
     variants = {}
@@ -280,32 +254,30 @@ def run(args) -> dict[str, Any]:
                              "bit_exact": len(x)}
         names = list(r["spans"][0])
         v["trace_spans_mean"] = {n: float(np.mean([s[n] for s in r["spans"]])) for n in names}
-        if model is not None:
-            prog = Program(art, hw)
-            ms = [model_spans(model, prog, rec, b) for b in range(len(x))]
-            mt = [sum(m.values()) for m in ms]
-            v["model_cycles_per_image"] = mt
-            v["model_agrees"] = mt == r["cycles"]
-            if not v["model_agrees"]:
-                bad = next(b for b in range(len(x)) if mt[b] != r["cycles"][b])
-                raise SystemExit(f"bench latency: {label}: the docs/hardware.md cycle model gives {mt[bad]} cycles "
-                                 f"for image {bad}, the design reports {r['cycles'][bad]}")
-            v["model_spans_mean"] = {n: float(np.mean([m[n] for m in ms])) for n in names}
-            parts = [model.image_cycles(prog, rec, b) for b in range(len(x))]
-            v["model_parts_mean"] = {k: float(np.mean([p[k] for p in parts])) for k in parts[0]}
-            v["_offsets"] = {n: [s[n] - m[n] for s, m in zip(r["spans"], ms)] for n in names}
+        prog = Program(art, hw)
+        ms = [model_spans(prog, rec, b) for b in range(len(x))]
+        mt = [sum(m.values()) for m in ms]
+        v["model_cycles_per_image"] = mt
+        v["model_agrees"] = mt == r["cycles"]
+        if not v["model_agrees"]:
+            bad = next(b for b in range(len(x)) if mt[b] != r["cycles"][b])
+            raise SystemExit(f"bench latency: {label}: the cycle model (hw/cycles.py, docs/hardware.md 3.2) gives "
+                             f"{mt[bad]} cycles for image {bad}, the design reports {r['cycles'][bad]}: the "
+                             f"Sequencer's schedule changed; update hw/cycles.py to match it")
+        v["model_spans_mean"] = {n: float(np.mean([m[n] for m in ms])) for n in names}
+        parts = [image_cycles(prog, rec, b) for b in range(len(x))]
+        v["model_parts_mean"] = {k: float(np.mean([p[k] for p in parts])) for k in parts[0]}
+        v["_offsets"] = {n: [s[n] - m[n] for s, m in zip(r["spans"], ms)] for n in names}
         v["us_per_image"] = v["cycles_mean"] / fmax
         v["images_per_s"] = fmax * 1e6 / v["cycles_mean"]
         variants[label] = v
 
-    offsets = None
-    if model is not None:
-        offsets = {}
-        for n in variants["dense"]["_offsets"]:
-            vals = variants["dense"]["_offsets"][n] + variants["event_driven"]["_offsets"][n]
-            offsets[n] = {"trace_minus_model_min": int(min(vals)), "trace_minus_model_max": int(max(vals))}
-        for v in variants.values():
-            del v["_offsets"]
+    offsets = {}
+    for n in variants["dense"]["_offsets"]:
+        vals = variants["dense"]["_offsets"][n] + variants["event_driven"]["_offsets"][n]
+        offsets[n] = {"trace_minus_model_min": int(min(vals)), "trace_minus_model_max": int(max(vals))}
+    for v in variants.values():
+        del v["_offsets"]
     stats = spike_stats(art, hw_ev, rec)
     dn, ev = variants["dense"], variants["event_driven"]
     speed = dn["cycles_mean"] / ev["cycles_mean"]
@@ -319,27 +291,27 @@ def run(args) -> dict[str, Any]:
         per_pass[n]["source"] = "trace"
         if p.get("ideal_speedup"):
             per_pass[n]["achieved_over_ideal"] = (d / e) / p["ideal_speedup"]
-    if model is not None:  # the model's split of the segment the trace cannot split (it agrees above)
-        split = {"  enc (model)": ["enc"], "  head (model)": ["head"],
-                 "  io+embed+argmax (model)": ["pixels", "start", "embed", "t_next", "argmax"]}
-        for n, keys in split.items():
-            d = sum(dn["model_parts_mean"][k] for k in keys)
-            e = sum(ev["model_parts_mean"][k] for k in keys)
-            p = stats["passes"].get(keys[0], {})
-            per_pass[n] = {"dense_cycles": d, "event_cycles": e, "speedup": d / e if e else None,
-                           "input": p.get("input"), "input_spike_rate": p.get("input_spike_rate"),
-                           "visited_rate": p.get("visited_rate"), "ideal_speedup": p.get("ideal_speedup"),
-                           "source": f"cycle model, part of {OTHER}"}
-            if p.get("ideal_speedup"):
-                per_pass[n]["achieved_over_ideal"] = (d / e) / p["ideal_speedup"]
+    # the model's split of the segment the trace cannot split (it agrees above)
+    split = {"  enc (model)": ["enc"], "  head (model)": ["head"],
+             "  io+embed+argmax (model)": ["pixels", "start", "embed", "t_next", "argmax"]}
+    for n, keys in split.items():
+        d = sum(dn["model_parts_mean"][k] for k in keys)
+        e = sum(ev["model_parts_mean"][k] for k in keys)
+        p = stats["passes"].get(keys[0], {})
+        per_pass[n] = {"dense_cycles": d, "event_cycles": e, "speedup": d / e if e else None,
+                       "input": p.get("input"), "input_spike_rate": p.get("input_spike_rate"),
+                       "visited_rate": p.get("visited_rate"), "ideal_speedup": p.get("ideal_speedup"),
+                       "source": f"cycle model, part of {OTHER}"}
+        if p.get("ideal_speedup"):
+            per_pass[n]["achieved_over_ideal"] = (d / e) / p["ideal_speedup"]
     return {
         "artifact": str(Path(args.artifact).resolve().relative_to(ROOT)) if Path(args.artifact).resolve().is_relative_to(ROOT)
         else str(args.artifact),
         "config": cfg.name, "config_hash": cfg.hash, "dataset": "digits test split", "images": len(x),
         "simulator": "verilator",
         "fmax_mhz": fmax, "fmax_source": fsrc,
-        "cycle_model": (str(MODEL_FILE.relative_to(ROOT)) if model is not None else None),
-        "cycle_model_agrees": (all(v.get("model_agrees") for v in variants.values()) if model is not None else None),
+        "cycle_model": str(MODEL_FILE.relative_to(ROOT)),
+        "cycle_model_agrees": all(v.get("model_agrees") for v in variants.values()),
         "variants": variants,
         "speedup": speed,
         "spike_rates": stats["layers"],
@@ -403,12 +375,9 @@ def report(res: dict[str, Any]) -> str:
              f"(r = {res['weighted_input_spike_rate']:.4f}, input spike rate of the spike-driven passes weighted "
              f"by dense accumulate cycles); achieved/ideal = {res['achieved_over_ideal']:.3f}",
              "spike rates per layer: " + ", ".join(f"{k} {v:.3f}" for k, v in res["spike_rates"].items())]
-    if res["trace_offsets"] is not None:
-        lines.append("trace - model per pass (drain-to-pass-end offsets; min..max over images and both variants): "
-                     + ", ".join(f"{n} {o['trace_minus_model_min']}..{o['trace_minus_model_max']}"
-                                 for n, o in res["trace_offsets"].items()))
-    else:
-        lines.append("cycle model check skipped: docs/figures/hardware_tables.py not found")
+    lines.append("trace - model per pass (drain-to-pass-end offsets; min..max over images and both variants): "
+                 + ", ".join(f"{n} {o['trace_minus_model_min']}..{o['trace_minus_model_max']}"
+                             for n, o in res["trace_offsets"].items()))
     return "\n".join(lines)
 
 

@@ -1,0 +1,96 @@
+"""Cycles of the Sequencer's schedule: the exact model of docs/hardware.md section 3.2.
+
+`image_cycles(prog, rec, b)` is the number Top reports in its result's ``cycles`` field for one
+image (pixels streamed back to back), split by part. It re-states the Sequencer FSM state by
+state from a `hw.sequencer.Program` (passes, chunks, token groups) and, for an event-driven
+design, the golden model's spike record of the image (the inputs each token group visits).
+``python -m bench latency`` checks it against Verilator's count on every image it runs, so a
+change to the FSM that this model does not follow fails there.
+
+Used by ``python -m bench latency`` (per-pass check), ``python -m bench hw`` (printed beside the
+measured cycles) and ``docs/figures/hardware_tables.py`` (the tables of docs/hardware.md).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from hw.adder_tree import tree_latency
+from hw.sequencer import DRAIN_DEPTH, ENC, HEAD, KV, Program
+
+__all__ = ["pass_sources", "flush_cycles", "pass_cycles", "visited_inputs", "image_cycles"]
+
+
+def pass_sources(cfg) -> dict[str, str]:
+    """Spike-driven (LIN/HEAD) pass -> the golden record key of its input plane, by Program pass
+    name: what the event-driven skip looks at."""
+    src = {}
+    for l in range(cfg.blocks):
+        p = f"b{l}."
+        src[p + "qkv"] = "enc" if l == 0 else p + "in"
+        src[p + "o"] = p + "attn"
+        src[p + "fc1"] = p + "mlp_in"
+        src[p + "fc2"] = p + "fc1"
+    src["head"] = "head"
+    return src
+
+
+def flush_cycles(prog: Program) -> int:
+    """FLUSH: long enough for both the LIF drain and the Readout's tree (its latency + 1)."""
+    return max(DRAIN_DEPTH, tree_latency(prog.TL, prog.hw.tree_register_every) + 2)
+
+
+def pass_cycles(prog: Program, ps, visited: Callable[[int], int]) -> int:
+    """Cycles of one pass at one timestep. `visited(g)`: inputs visited for token group g."""
+    N, TL, G = prog.cfg.tokens, prog.TL, prog.groups
+    flush = flush_cycles(prog)
+    if ps.kind == ENC:
+        return 1 + N * prog.chD + flush                                  # BEGIN, ENC, FLUSH
+    if ps.kind == KV:
+        count_latency = tree_latency(1, prog.hw.tree_register_every) + 1
+        return 1 + N + (count_latency + 1) + 4                           # BEGIN, COUNT, CWAIT, FIRE
+    nch = len(ps.chunks)
+    total = 1 + flush                                                    # BEGIN, FLUSH
+    for g in range(G):
+        v = visited(g)
+        total += TL + 1                                                  # LOAD, LOADW
+        if ps.kind == HEAD:
+            total += nch * (1 + v + 2 + 1) + (nch - 1)                   # START, ACC, DRAIN; HWAIT
+        else:
+            total += nch * (1 + v + 2 + TL)                              # START, ACC, DRAIN
+            if ps.masked and g < G - 1:
+                total += DRAIN_DEPTH                                     # GWAIT (O pass)
+    return total
+
+
+def visited_inputs(prog: Program, ps, rec: dict | None, b: int, t: int, g: int) -> int:
+    """Inputs of pass `ps` that token group g visits at timestep t of image b: all n_in for a
+    dense design (or without a record), else those on which some token of the group spikes."""
+    if not prog.hw.event_driven or rec is None:
+        return ps.n_in
+    N, TL = prog.cfg.tokens, prog.TL
+    s = np.asarray(rec[pass_sources(prog.cfg)[ps.name]][b, t, g * TL:min(N, (g + 1) * TL), :ps.n_in])
+    return int(s.any(axis=0).sum())
+
+
+def image_cycles(prog: Program, rec: dict | None = None, b: int = 0) -> dict[str, int]:
+    """Cycles Top reports for image b (pixels streamed back to back), by part, plus "total".
+
+    rec: golden.forward record (event-driven: visited inputs = OR of the group's spikes);
+    None or a dense design: every input is visited.
+    """
+    cfg = prog.cfg
+    N, T, C = cfg.tokens, cfg.timesteps, cfg.classes
+    n_pix = cfg.image_shape[0] * cfg.image_shape[1] * cfg.image_shape[2]
+    parts = {"pixels": n_pix, "start": 1, "embed": N * prog.chD * (cfg.patch_dim + 2) + 4}
+    for ps in prog.passes:
+        parts[ps.name] = 0
+    for t in range(T):
+        for ps in prog.passes:
+            parts[ps.name] += pass_cycles(prog, ps, lambda g, ps=ps, t=t: visited_inputs(prog, ps, rec, b, t, g))
+    parts["t_next"] = T
+    parts["argmax"] = C + 1
+    parts["total"] = sum(parts.values())
+    return parts
