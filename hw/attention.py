@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.adder_tree import AdderTree, tree_latency
 from hw.common import check_fault, check_int, pack, sbits, ubits
-from hw.lif import LIFArray
+from hw.lif import LIF_LATENCY, LIFArray
 
 __all__ = ["SpikeDrivenAttention"]
 
@@ -45,7 +45,7 @@ class SpikeDrivenAttention(wiring.Component):
     kv : Out(unsigned(D))       and held until the next fire.
     q : In(unsigned(D)), attn : Out(unsigned(D))   attn = q AND kv (combinational).
 
-    Latency: count_latency = tree latency + 1; fire_latency = 4 (theta read, LIF 2, kv register).
+    Latency: count_latency = tree latency + 1; fire_latency = LIF_LATENCY + 2 = 6 (theta read, LIF, kv register).
 
     Resources: D popcount trees of `rows` inputs, D counters of ubits(N) bits, a D-lane LIF
     (membranes blocks x D x x_bits), the theta memory blocks x D*theta_bits bits.
@@ -73,7 +73,7 @@ class SpikeDrivenAttention(wiring.Component):
         self.x_bits = sbits(tokens)
         self.register_every = register_every
         self.count_latency = tree_latency(rows, register_every) + 1
-        self.fire_latency = 4
+        self.fire_latency = LIF_LATENCY + 2  # theta read, the LIF, kv register
         super().__init__({
             "clear": In(1), "count_clear": In(1),
             "i_valid": In(1),

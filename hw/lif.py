@@ -8,7 +8,10 @@ from amaranth.lib.wiring import In, Out
 
 from hw.common import check_fault, check_int
 
-__all__ = ["LIFArray"]
+__all__ = ["LIFArray", "LIF_LATENCY"]
+
+
+LIF_LATENCY = 4  # cycles from an update's i_valid to its o_valid (see LIFArray)
 
 
 class LIFArray(wiring.Component):
@@ -18,6 +21,18 @@ class LIFArray(wiring.Component):
     (arithmetic shift: floor). The membranes ``v`` of `depth` groups of `lanes` neurons live in a
     `lib.memory.Memory` of `depth` rows (``i_addr`` picks the group). ``clear`` makes every
     membrane 0 in one cycle (a per-row "fresh" bit, so no sweep over the memory).
+
+    The read-modify-write of a membrane row is spread over four stages so that no stage holds
+    more than one carry chain: S0 issues the row read and looks up the fresh bit, S1 registers
+    the memory's output, S2 adds x, S3 compares with theta, leaks or resets, and writes back.
+    There is no forwarding between updates in flight (a forwarding path would put the compare,
+    the reset mux and the next add into one cycle, the 23 ns path this pipeline removes), so:
+
+    **Hazard rule:** two updates of the same group must be at least ``LIF_LATENCY`` cycles apart
+    (issue cycles c and c' >= c + LIF_LATENCY). The Sequencer meets it by construction: it updates
+    a membrane row once per pass and timestep, and every pass ends with a drain of at least
+    ``LIF_LATENCY`` cycles before the next pass issues (hw.sequencer.DRAIN_DEPTH); the attention's
+    kv LIF fires once per block and timestep. Updates of different groups may come every cycle.
 
     Parameters
     ----------
@@ -33,20 +48,22 @@ class LIFArray(wiring.Component):
 
     Ports
     -----
-    clear : In(1)                                   all membranes 0 from the next cycle on.
+    clear : In(1)                                   all membranes 0 for updates issued from this
+                                                    cycle on; updates issued earlier and still in
+                                                    flight return their spikes but write nothing.
     i_valid : In(1)                                 a group update this cycle.
     i_addr : In(range(depth))
     i_x : In(ArrayLayout(signed(x_bits), lanes))
     i_theta : In(ArrayLayout(unsigned(theta_bits), lanes))
-    o_valid : Out(1)                                i_valid delayed by 2.
-    o_addr : Out(range(depth))                      i_addr delayed by 2.
+    o_valid : Out(1)                                i_valid delayed by LIF_LATENCY.
+    o_addr : Out(range(depth))                      i_addr delayed by LIF_LATENCY.
     o_s : Out(unsigned(lanes))                      the spikes, bit j = lane j.
 
-    Latency: 2 cycles (membrane read, then compute + write back + output register); one group
-    per cycle; back-to-back updates of the same group are exact (transparent read).
+    Latency: ``LIF_LATENCY`` = 4 cycles; one group per cycle (within the hazard rule).
 
-    Resources: memory lanes*x_bits x depth bits (EBR when large), `depth` flip-flops of fresh
-    bits, per lane one (x_bits+1)-bit adder, one comparator and a mux.
+    Resources: memory lanes*x_bits x depth bits (EBR when large, no transparency logic),
+    `depth` flip-flops of fresh bits, per lane one (x_bits+1)-bit adder, one comparator, a mux,
+    and about 2*lanes*x_bits + lanes*theta_bits pipeline flip-flops.
     """
 
     def __init__(self, lanes: int, depth: int, x_bits: int, theta_bits: int, *, fault=None):
@@ -58,7 +75,7 @@ class LIFArray(wiring.Component):
         check_fault(owner, fault)
         self.lanes, self.depth, self.x_bits, self.theta_bits = lanes, depth, x_bits, theta_bits
         self.fault = fault
-        self.latency = 2
+        self.latency = LIF_LATENCY
         super().__init__({
             "clear": In(1),
             "i_valid": In(1),
@@ -75,37 +92,60 @@ class LIFArray(wiring.Component):
         P, xb = self.lanes, self.x_bits
         m.submodules.mem = mem = memory.Memory(shape=data.ArrayLayout(signed(xb), P), depth=self.depth, init=[])
         wp = mem.write_port()
-        rp = mem.read_port(transparent_for=(wp,))
+        rp = mem.read_port()  # not transparent: the hazard rule keeps reads off rows being written
 
         fresh = Signal(self.depth, init=(1 << self.depth) - 1)  # 1: the row reads as 0
 
-        # Stage 1: the membrane row arrives; x, theta and the address wait one cycle for it.
-        valid1 = Signal()
-        addr1 = Signal(range(self.depth))
-        x1 = Signal.like(self.i_x)
-        theta1 = Signal.like(self.i_theta)
-        m.d.comb += rp.addr.eq(self.i_addr)
-        m.d.sync += [valid1.eq(self.i_valid), addr1.eq(self.i_addr), x1.eq(self.i_x), theta1.eq(self.i_theta)]
+        def stage(sig, name):
+            r = Signal.like(sig, name=name)
+            m.d.sync += r.eq(sig)
+            return r
 
-        is_fresh = fresh.bit_select(addr1, 1)
+        # S0: row read issued; fresh bit looked up here, a cycle before the data needs it, so the
+        # depth-wide bit select is off the arithmetic path. An update issued with `clear` starts
+        # from 0.
+        m.d.comb += rp.addr.eq(self.i_addr)
+        fresh1 = stage(self.clear | fresh.bit_select(self.i_addr, 1), "fresh1")
+        valid1, addr1 = stage(self.i_valid, "valid1"), stage(self.i_addr, "addr1")
+        x1, theta1 = stage(self.i_x, "x1"), stage(self.i_theta, "theta1")
+        # `live`: no clear since the update was issued; a cleared update must not write back
+        # (its row is fresh again and has to stay 0).
+        live1 = stage(self.i_valid, "live1")
+
+        # S1: the memory's output registered (EBR clock-to-out is slow); a fresh row reads 0.
+        v2 = Signal(data.ArrayLayout(signed(xb), P), name="v2")
+        for j in range(P):
+            m.d.sync += v2[j].eq(Mux(fresh1, 0, rp.data[j]))
+        valid2, addr2 = stage(valid1, "valid2"), stage(addr1, "addr2")
+        x2, theta2 = stage(x1, "x2"), stage(theta1, "theta2")
+        live2 = stage(live1 & ~self.clear, "live2")
+
+        # S2: w = v + x.
+        w3 = Signal(data.ArrayLayout(signed(xb + 1), P), name="w3")
+        for j in range(P):
+            m.d.sync += w3[j].eq(v2[j] + x2[j])
+        valid3, addr3 = stage(valid2, "valid3"), stage(addr2, "addr3")
+        theta3 = stage(theta2, "theta3")
+        live3 = stage(live2 & ~self.clear, "live3")
+
+        # S3: spike, leak or reset, write back.
         spikes = Signal(P)
         new_v = Signal.like(rp.data)
         for j in range(P):
-            v = Signal(signed(xb), name=f"v{j}")
-            w = Signal(signed(xb + 1), name=f"w{j}")
-            m.d.comb += [v.eq(Mux(is_fresh, 0, rp.data[j])), w.eq(v + x1[j])]
-            s = w >= theta1[j]
+            w = w3[j]
+            s = w >= theta3[j]
             if self.fault == "leak_round":
                 half = (w + w[-1]) >> 1  # toward zero: the wrong rounding the contract forbids
             else:
                 half = w >> 1  # arithmetic shift on a signed value: floor
             m.d.comb += [spikes[j].eq(s), new_v[j].eq(Mux(s, 0, half))]
-
-        m.d.comb += [wp.addr.eq(addr1), wp.data.eq(new_v), wp.en.eq(valid1)]
+        write = Signal()
+        m.d.comb += write.eq(live3 & ~self.clear)
+        m.d.comb += [wp.addr.eq(addr3), wp.data.eq(new_v), wp.en.eq(write)]
         with m.If(self.clear):
             m.d.sync += fresh.eq((1 << self.depth) - 1)
-        with m.Elif(valid1):
-            m.d.sync += fresh.bit_select(addr1, 1).eq(0)
+        with m.Elif(write):
+            m.d.sync += fresh.bit_select(addr3, 1).eq(0)
 
-        m.d.sync += [self.o_valid.eq(valid1), self.o_addr.eq(addr1), self.o_s.eq(spikes)]
+        m.d.sync += [self.o_valid.eq(valid3), self.o_addr.eq(addr3), self.o_s.eq(spikes)]
         return m

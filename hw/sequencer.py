@@ -27,8 +27,8 @@ output channels. The SpikeLinear reads one weight row per cycle (one input chann
 for all TL tokens at once, then the drain pipeline takes the TL accumulator vectors one per cycle:
 
     S0 issue (param ROM, residual, encoder tap, plane reads) -> S1 data -> S1..S3 requant /
-    bias add / encoder sum -> S3 x = (u +) y; residual write; LIF in -> S5 spikes: plane
-    write, trace record
+    bias add / encoder sum -> S3 x = (u +) y; residual write; LIF in -> S7 spikes (S3 +
+    LIF_LATENCY): plane write, trace record
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from amaranth.lib.wiring import In, Out
 from hw.attention import SpikeDrivenAttention
 from hw.common import ceil_div, check_fault, pack, sbits, ubits
 from hw.encoder import STFEncoder
-from hw.lif import LIFArray
+from hw.lif import LIF_LATENCY, LIFArray
 from hw.readout import Readout
 from hw.requant import Requant
 from hw.spike_linear import SpikeLinear, pack_matrix
@@ -60,7 +60,10 @@ PLANES = ("enc", "res", "q", "k", "v", "mlp", "fc1")
 # Pass kinds and drain modes.
 ENC, LIN, KV, HEAD = "ENC", "LIN", "KV", "HEAD"
 MODE_ENC, MODE_BIAS, MODE_RQ = 0, 1, 2
-DRAIN_DEPTH = 5  # S0 issue .. S5 plane write
+# S0 issue, S1-S3 operands (param/residual reads, requant), the LIF, then the plane write. It is
+# also the drain every pass ends with, which keeps LIFArray's hazard rule (DRAIN_DEPTH > LIF_LATENCY).
+LIF_STAGE = 3
+DRAIN_DEPTH = LIF_STAGE + LIF_LATENCY
 
 
 def trace_layout(cfg: ModelConfig) -> data.StructLayout:
@@ -409,16 +412,16 @@ class Sequencer(wiring.Component):
         for j in range(P):
             m.d.comb += uwp.data.word_select(j, prog.res_bits).eq(x3[j])
         m.d.comb += [lif.i_valid.eq(at3["v"]), lif.i_addr.eq(at3["maddr"]), lif.i_x.eq(x3), lif.i_theta.eq(theta3)]
-        at5 = at3
-        for i in range(3, 5):
-            at5 = {k: stage(v, f"{k}_s{i + 1}") for k, v in at5.items()}
-        s5 = Signal(P)
-        m.d.comb += s5.eq(lif.o_s & at5["mask"])
+        at_out = at3  # the stage where the LIF's spikes come out (S3 + LIF_LATENCY)
+        for i in range(LIF_STAGE, DRAIN_DEPTH):
+            at_out = {k: stage(v, f"{k}_s{i + 1}") for k, v in at_out.items()}
+        s_out = Signal(P)
+        m.d.comb += s_out.eq(lif.o_s & at_out["mask"])
         for i, (rp, wp, nch) in enumerate(planes):
-            m.d.comb += [wp.addr.eq(at5["n"]), wp.data.eq(s5.replicate(nch))]
-            with m.If(at5["v"] & (at5["dest"] == i)):
+            m.d.comb += [wp.addr.eq(at_out["n"]), wp.data.eq(s_out.replicate(nch))]
+            with m.If(at_out["v"] & (at_out["dest"] == i)):
                 for c in range(nch):
-                    m.d.comb += wp.en[c].eq(at5["ch"] == c)
+                    m.d.comb += wp.en[c].eq(at_out["ch"] == c)
 
         # ---- trace ---------------------------------------------------------------------------
         tr_valid = Signal()
@@ -431,22 +434,22 @@ class Sequencer(wiring.Component):
             row = Signal(max_ch * P)
             if max_ch > 1:
                 bufs = Array([Signal(max_ch * P, name=f"rowbuf{k}") for k in range(TL)])
-                cur = bufs[at5["lane"]]
+                cur = bufs[at_out["lane"]]
                 for c in range(max_ch):
-                    m.d.comb += row.word_select(c, P).eq(Mux(at5["ch"] == c, s5, cur.word_select(c, P)))
-                with m.If(at5["v"]):
-                    with m.If(at5["last"]):
+                    m.d.comb += row.word_select(c, P).eq(Mux(at_out["ch"] == c, s_out, cur.word_select(c, P)))
+                with m.If(at_out["v"]):
+                    with m.If(at_out["last"]):
                         m.d.sync += cur.eq(0)
                     with m.Else():
                         m.d.sync += cur.eq(row)
             else:
-                m.d.comb += row.eq(s5)
+                m.d.comb += row.eq(s_out)
             m.d.sync += [self.trace.valid.eq(tr_valid), self.trace.payload.layer.eq(tr_layer),
                          self.trace.payload.t.eq(tr_t), self.trace.payload.token.eq(tr_token),
                          self.trace.payload.spikes.eq(tr_spikes)]
-            with m.If(at5["v"] & at5["last"]):
-                m.d.comb += [tr_valid.eq(1), tr_layer.eq(at5["layer"]), tr_t.eq(at5["t"]),
-                             tr_token.eq(at5["n"]), tr_spikes.eq(row)]
+            with m.If(at_out["v"] & at_out["last"]):
+                m.d.comb += [tr_valid.eq(1), tr_layer.eq(at_out["layer"]), tr_t.eq(at_out["t"]),
+                             tr_token.eq(at_out["n"]), tr_spikes.eq(row)]
 
         # ---- the schedule -------------------------------------------------------------------
         n_ctr = Signal(range(N + 1))

@@ -13,7 +13,7 @@ then all-one K, V, Q (count N, the widest input of the kv LIF), then all zero (t
 only leak), then random densities. Thresholds are baked (one build per config, fixed seed) and
 include the largest one ``theta_bits`` allows.
 
-Checked: ``kv`` exactly, ``kv_valid`` exactly ``fire_latency`` (4) cycles after ``fire``, ``kv``
+Checked: ``kv`` exactly, ``kv_valid`` exactly ``fire_latency`` (6) cycles after ``fire``, ``kv``
 held through the Q reads, ``attn`` exactly; the ``tree_input`` fault must be caught.
 """
 
@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from quant.contract import sdsa_v1
+from hw.lif import LIF_LATENCY
 from hw.adder_tree import tree_latency
 from sim import runner
 from sim.program import Program
@@ -108,8 +109,8 @@ def _expected(cfg, th, imgs):
 def _run(sim, seed, waves, cfg, fault=None, n_images=3):
     D, N, blocks, rows, _, _, T = cfg
     design, th = _design(sim, cfg, fault)
-    # the docstring's numbers: count_latency = tree latency + 1, fire_latency = 4
-    count_latency, fire_latency = tree_latency(rows, cfg[4]) + 1, 4
+    # the docstring's numbers: count_latency = tree latency + 1, fire_latency = LIF_LATENCY + 2 = 6
+    count_latency, fire_latency = tree_latency(rows, cfg[4]) + 1, LIF_LATENCY + 2
     rng = np.random.default_rng(seed)
     imgs = _images(rng, cfg, th, n_images)
     prog = Program().init(clear=0, count_clear=0, i_valid=0, fire=0, q=0)

@@ -1,10 +1,11 @@
 """LIFArray (hw/lif.py) in simulation against quant.contract.lif_step.
 
-Random group updates over the membrane memory (including back-to-back updates of one group, the
-transparent-read case), clears between them, inputs at the documented bound, thresholds at the
+Random group updates over the membrane memory (updates of one group as close as the hazard rule
+allows, ``LIF_LATENCY`` cycles apart, and right after a clear that drops the writes in flight),
+clears between them, inputs at the documented bound, thresholds at the
 boundary (``w == theta`` spikes, ``w == theta - 1`` does not) and at their maximum. The model
 keeps one membrane row per address and steps it with the contract; spikes, addresses and the
-2-cycle latency must match exactly.
+``LIF_LATENCY``-cycle latency must match exactly.
 """
 
 import numpy as np
@@ -79,20 +80,25 @@ def _run(sim, seed, waves, cfg, fault=None, count=150):
     prog.monitor("out", valid="o_valid", ports=["o_addr", "o_s"])
     prog.mark("start")
     in_cycles, cycle = [], 0
+    last = {}  # group -> issue cycle of its last update since the last clear
     for op in ops:
         if op[0] == "clear":
-            # idle cycles around the clear keep it inside the documented semantics
             prog.set(i_valid=0, clear=1).tick().set(clear=0)
             cycle += 1
+            last.clear()  # updates in flight at a clear write nothing: no hazard with them
             continue
-        if rng.random() < 0.2:
-            prog.set(i_valid=0).tick()
-            cycle += 1
         _, addr, x, theta = op
+        idle = int(rng.random() < 0.2)
+        if addr in last:  # the hazard rule: the same group at least LIF_LATENCY cycles apart
+            idle = max(idle, last[addr] + lif.LIF_LATENCY - cycle)
+        if idle:
+            prog.set(i_valid=0).tick(idle)
+            cycle += idle
+        last[addr] = cycle
         prog.set(i_valid=1, i_addr=addr, i_x=fields(x), i_theta=fields(theta)).tick()
         in_cycles.append(cycle)
         cycle += 1
-    prog.set(i_valid=0).tick(6)
+    prog.set(i_valid=0).tick(lif.LIF_LATENCY + 4)
     seen = prog.run(design, seed=seed, tag="random" + (f"-{fault}" if fault else ""), waves=waves)
     return design, ops, in_cycles, seen
 
@@ -121,7 +127,7 @@ def test_lif_array(sim, seed, waves, cfg):
     assert err is None, f"{design.name}: {err}"
     start = seen.mark("start")
     lat = {c - (start + ic) for c, ic in zip(seen.monitor_cycles("out"), in_cycles)}
-    assert lat == {2}, f"measured latencies {sorted(lat)}, documented 2"
+    assert lat == {lif.LIF_LATENCY}, f"measured latencies {sorted(lat)}, documented {lif.LIF_LATENCY}"
 
 
 def test_leak_round_fault_is_caught(sim, seed):

@@ -4,19 +4,42 @@ import numpy as np
 import pytest
 
 from hw.common import pack
-from hw.lif import LIFArray
+from hw.lif import LIF_LATENCY, LIFArray
 from quant.contract import lif_step
 from tests.hw_util import raw, run_sim, seed_for, set_raw
 
 
+def spaced(ops, gap=LIF_LATENCY):
+    """`ops` with idle cycles inserted so that updates of one row are >= `gap` cycles apart
+    (LIFArray's hazard rule). A clear forgets the rows in flight: updates issued before it write
+    nothing, so the next update of the row may follow at once (which tests exactly that)."""
+    out, last = [], {}
+    for op in ops:
+        if op[0] == "clear":
+            last.clear()
+        elif op[0] == "upd" and op[1] in last:
+            out += [("idle",)] * max(0, last[op[1]] + gap - len(out))
+        if op[0] == "upd":
+            last[op[1]] = len(out)
+        out.append(op)
+    return out
+
+
+def test_spaced_inserts_exactly_the_idles_the_hazard_rule_needs():
+    u0, u1 = ("upd", 0, [0], [1]), ("upd", 1, [0], [1])
+    assert spaced([u0, u0], 4) == [u0, ("idle",), ("idle",), ("idle",), u0]
+    assert spaced([u0, u1, u0], 4) == [u0, u1, ("idle",), ("idle",), u0]
+    assert spaced([u0, ("clear",), u0], 4) == [u0, ("clear",), u0]
+
+
 def _run(dut, ops):
     """ops: list of ("upd", addr, x[P], theta[P]) | ("clear",) | ("idle",); returns the spikes of
-    every update in order."""
+    every update in order. Idles are inserted where the hazard rule needs them (`spaced`)."""
     P = dut.lanes
     got = []
 
     async def bench(ctx):
-        for op in ops + [("idle",)] * 3:
+        for op in spaced(ops) + [("idle",)] * (LIF_LATENCY + 1):
             ctx.set(dut.clear, 0)
             ctx.set(dut.i_valid, 0)
             if op[0] == "upd":
@@ -100,6 +123,35 @@ def test_lif_clear_zeroes_every_row():
     got = _run(dut, ops)
     np.testing.assert_array_equal(got, _model(4, 2, ops))
     assert got[4:].sum() == 0
+
+
+def test_lif_clear_drops_the_writes_in_flight():
+    # Updates issued 1..3 cycles before a clear are still in the pipeline when it comes: their
+    # spikes come out, but their membranes must not be written back over the cleared rows.
+    dut = LIFArray(1, 4, 6, 5)
+    for before in range(1, LIF_LATENCY):
+        ops = [("upd", a, [9], [20]) for a in range(before)] + [("clear",)] + \
+              [("upd", a, [0], [1]) for a in range(before)]
+        got = _run(dut, ops)
+        np.testing.assert_array_equal(got, _model(4, 1, ops))
+        assert got.sum() == 0, f"{before} updates in flight at the clear left a membrane behind"
+
+
+def test_lif_latency_is_the_documented_constant():
+    dut = LIFArray(2, 3, 6, 5)
+    seen = []
+
+    async def bench(ctx):
+        for cyc in range(LIF_LATENCY + 3):
+            ctx.set(dut.i_valid, cyc == 0)
+            ctx.set(dut.i_addr, 2)
+            if ctx.get(dut.o_valid):
+                seen.append((cyc, ctx.get(dut.o_addr)))
+            await ctx.tick()
+
+    run_sim(dut, bench)
+    assert dut.latency == LIF_LATENCY == 4
+    assert seen == [(LIF_LATENCY, 2)]
 
 
 def test_lif_fault_leak_round_changes_a_spike():
