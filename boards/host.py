@@ -21,6 +21,10 @@ drains (each ends after ``drain`` seconds of quiet, or after ``timeout`` at most
 Checks that need no device are made before anything is sent: an image of the wrong size or
 pixel range, an artifact whose config hash is not the bitstream's (`ConfigMismatch`), and
 LOAD_WEIGHTS to a bitstream whose IDENTITY says its weights are baked in (`WeightsBaked`).
+
+`Host.load_weights` sends an artifact's parameter image (`hw.param_image.ParamImage` for the
+device's lane count) in chunks of whole rows and checks every LOADED answer: the chunk's offset
+and length, the CRC-16 of the bytes the datapath took, and the device's image size.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from boards.protocol import (
-    VERSION, Cmd, Frame, FrameDecoder, Identity, Nak, ProtocolError, Result, classify_payload,
-    encode_frame, parse_nak,
+    LOAD_CHUNK_MAX, VERSION, Cmd, Frame, FrameDecoder, Identity, Loaded, Nak, ProtocolError, Result,
+    classify_payload, crc16, encode_frame, load_weights_payload, parse_nak,
 )
 
 __all__ = [
@@ -191,7 +195,7 @@ class Host:
                 if code in RETRYABLE:
                     last = f"NAK {Nak(code).name} ({Nak(code).meaning})"
                     continue
-                raise DeviceRefused(code, cmd, self._hint(code))
+                raise DeviceRefused(code, cmd, self._hint(code, cmd))
             return f
         raise LinkTimeout(
             f"{_cmd_name(cmd)} failed after {self.retries + 1} attempts (last: {last}); check the "
@@ -199,7 +203,10 @@ class Host:
         )
 
     @staticmethod
-    def _hint(code: int) -> str:
+    def _hint(code: int, cmd: int = 0) -> str:
+        if code == Nak.BAD_PAYLOAD and cmd == Cmd.LOAD_WEIGHTS:
+            return ("; the chunk is not whole rows inside the device's parameter image (hw.param_image): "
+                    "send Host.load_weights' chunks, or rebuild the bitstream from this checkout")
         if code == Nak.CONFIG_MISMATCH:
             return f"; the bitstream was built for another model config: rebuild it for this artifact ({REBUILD_HINT})"
         if code == Nak.UNSUPPORTED:
@@ -266,14 +273,23 @@ class Host:
             raise HostError(f"the device's RESULT answer is malformed: {e}") from None
         if len(r.logits) != ident.classes:
             raise HostError(f"RESULT carries {len(r.logits)} logits; the device said it has {ident.classes} classes")
+        if len(r.spike_counts) != ident.spike_layers:
+            raise HostError(f"RESULT carries {len(r.spike_counts)} spike counts; the device said it reports "
+                            f"{ident.spike_layers} spike layers")
         return r
 
-    def load_weights(self, artifact, name: str | None = None) -> None:
-        """Send an artifact's weights, after checking its config hash against the device's.
+    def load_weights(self, artifact, name: str | None = None, *, chunk_size: int = LOAD_CHUNK_MAX,
+                     progress=None) -> list[Loaded]:
+        """Send an artifact's parameters to a bitstream with loadable weights, and verify them.
 
-        Every bitstream so far has its weights baked in (IDENTITY flags without LOADABLE, and
-        the link answers LOAD_WEIGHTS with NAK UNSUPPORTED), so this raises `WeightsBaked` with
-        the rebuild command, sending nothing; docs/host-protocol.md section "LOAD_WEIGHTS".
+        Checked before anything is sent: the artifact's config hash against the device's
+        (`ConfigMismatch`), the LOADABLE flag (`WeightsBaked`, with the rebuild command) and
+        `chunk_size` (whole rows of at most LOAD_CHUNK_MAX bytes). The image is
+        ``hw.param_image.ParamImage(config, IDENTITY lanes).pack(artifact)``, sent as
+        LOAD_WEIGHTS chunks of whole rows; each LOADED answer must echo the chunk's offset and
+        length, the CRC-16 of its bytes and the image size, else `HostError`.
+        ``progress(sent_bytes, total_bytes)`` is called after every chunk. Returns the LOADED
+        answers. The device keeps the weights until it is reprogrammed or powered off.
         """
         ident = self.identity
         self.check_config(artifact.config.hash32, name)
@@ -281,12 +297,40 @@ class Host:
             raise WeightsBaked(
                 f"this bitstream has its weights baked in (IDENTITY flags 0x{ident.flags:02x}: not loadable), "
                 f"so {name or 'the artifact'} cannot be loaded at run time; rebuild the bitstream with it: "
-                f"{rebuild_hint(name)}"
+                f"{rebuild_hint(name)}, or build a loadable one (--hw-config '{{\"weights\": \"loadable\"}}')"
             )
-        raise HostError(
-            "the bitstream reports loadable weights, but this host tool does not implement weight "
-            "loading yet; rebuild the bitstream with the artifact instead: " + rebuild_hint(name)
-        )
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or not 1 <= chunk_size <= LOAD_CHUNK_MAX:
+            raise HostError(f"chunk_size must be an integer in 1..{LOAD_CHUNK_MAX} (the device's chunk buffer), "
+                            f"not {chunk_size!r}")
+        from hw.param_image import ImageError, ParamImage
+
+        image = ParamImage(artifact.config, ident.lanes)
+        try:
+            data = image.pack(artifact)
+            chunks = image.chunks(chunk_size)
+        except ImageError as e:
+            raise HostError(f"cannot send {name or 'the artifact'}: {e}; use a larger chunk_size") from None
+        total = sum(n for _, n in chunks)
+        sent, answers = 0, []
+        for off, n in chunks:
+            part = data[off:off + n]
+            f = self.request(Cmd.LOAD_WEIGHTS, load_weights_payload(ident.config_hash32, off, part), Cmd.LOADED)
+            try:
+                ack = Loaded.decode(f.payload)
+            except ProtocolError as e:
+                raise HostError(f"the device's LOADED answer is malformed: {e}") from None
+            want = Loaded(off, n, crc16(part), image.size)
+            if ack != want:
+                raise HostError(
+                    f"weight load not verified at offset {off}: the device answered {ack}, expected {want}; "
+                    f"the device's parameter image ({ack.image_size} bytes) and this host tool's "
+                    f"({image.size} bytes for {ident.lanes} lanes) disagree, or bytes were lost inside the device: "
+                    "rebuild the bitstream from this checkout")
+            answers.append(ack)
+            sent += n
+            if progress is not None:
+                progress(sent, total)
+        return answers
 
 
 class SerialTransport:

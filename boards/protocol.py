@@ -34,6 +34,9 @@ __all__ = [
     "FrameDecoder",
     "Identity",
     "Result",
+    "Loaded",
+    "LOAD_CHUNK_MAX",
+    "LOAD_HEADER_LEN",
     "classify_payload",
     "load_weights_payload",
     "nak_payload",
@@ -48,6 +51,10 @@ HEADER_LEN = 5  # VER CMD SEQ LEN_LO LEN_HI
 # to spare. A header announcing more is answered with NAK BAD_LENGTH at once.
 MAX_PAYLOAD = 4096
 RESPONSE_BIT = 0x80
+# LOAD_WEIGHTS: config hash u32 + offset u32, then at most LOAD_CHUNK_MAX bytes of the parameter
+# image (the device buffers a chunk in one block RAM until its CRC checks).
+LOAD_HEADER_LEN = 8
+LOAD_CHUNK_MAX = 2048
 
 
 class Cmd(enum.IntEnum):
@@ -71,7 +78,8 @@ class Nak(enum.IntEnum):
     CONFIG_MISMATCH = 5  # the request's config hash is not the one this bitstream was built for
     UNSUPPORTED = 6      # the command exists but this bitstream cannot do it (e.g. baked weights)
     TIMEOUT = 7          # a frame stopped arriving part-way (a dropped byte): abandoned
-    BAD_PAYLOAD = 8      # an intact frame whose payload is invalid (a pixel above the pixel range)
+    BAD_PAYLOAD = 8      # an intact frame whose payload is invalid (a pixel above the pixel range,
+                         # a LOAD_WEIGHTS chunk that does not start and end on row boundaries of the image)
 
     @property
     def meaning(self) -> str:
@@ -83,7 +91,8 @@ class Nak(enum.IntEnum):
             Nak.CONFIG_MISMATCH: "the config hash does not match the bitstream's model config",
             Nak.UNSUPPORTED: "this bitstream cannot do that (weights are baked in)",
             Nak.TIMEOUT: "the frame stopped arriving part-way (a byte was lost)",
-            Nak.BAD_PAYLOAD: "a pixel value is above the model's pixel range",
+            Nak.BAD_PAYLOAD: "a pixel above the model's pixel range, or a LOAD_WEIGHTS chunk that is not whole "
+                             "rows inside the parameter image",
         }[self]
 
 
@@ -219,6 +228,10 @@ class Identity:
     def loadable(self) -> bool:
         return bool(self.flags & FLAG_LOADABLE)
 
+    @property
+    def spike_counts(self) -> bool:
+        return bool(self.flags & FLAG_SPIKE_COUNTS)
+
     def encode(self) -> bytes:
         return struct.pack(
             IDENTITY_FMT, self.protocol, self.config_hash32, self.weight_bits, self.lanes,
@@ -270,13 +283,41 @@ class Result:
         return 8 + 4 * classes + 1 + 4 * spike_layers
 
 
+LOADED_FMT = "<IHHI"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The LOADED payload (12 bytes): which chunk the device wrote, the CRC-16 of the bytes its
+    datapath took (CRC-16/CCITT-FALSE, as the frame CRC), and the size of its parameter image."""
+
+    offset: int
+    length: int
+    crc: int
+    image_size: int
+
+    def encode(self) -> bytes:
+        return struct.pack(LOADED_FMT, self.offset, self.length, self.crc, self.image_size)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> "Loaded":
+        if len(payload) != struct.calcsize(LOADED_FMT):
+            raise ProtocolError(f"LOADED payload is {len(payload)} bytes, expected {struct.calcsize(LOADED_FMT)}")
+        return cls(*struct.unpack(LOADED_FMT, payload))
+
+    @staticmethod
+    def length_bytes() -> int:
+        return struct.calcsize(LOADED_FMT)
+
+
 def classify_payload(config_hash32: int, pixels: bytes) -> bytes:
     """CLASSIFY: the config hash the host expects, then one byte per pixel in raster order."""
     return struct.pack("<I", config_hash32) + bytes(pixels)
 
 
 def load_weights_payload(config_hash32: int, offset: int, data: bytes) -> bytes:
-    """LOAD_WEIGHTS: config hash, byte offset into the weight image, a chunk of it."""
+    """LOAD_WEIGHTS: config hash, byte offset into the parameter image (hw.param_image), a chunk
+    of it (whole rows, at most LOAD_CHUNK_MAX bytes)."""
     return struct.pack("<II", config_hash32, offset) + bytes(data)
 
 

@@ -42,7 +42,7 @@ from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from boards.host import Host, HostError
-from boards.protocol import MAX_PAYLOAD, VERSION, Identity, Result
+from boards.protocol import FLAG_LOADABLE, FLAG_SPIKE_COUNTS, MAX_PAYLOAD, VERSION, Identity, Result
 from hw.platforms import BoardTop, core_signature
 from quant.artifact import SHIPPED_ARTIFACT
 
@@ -58,14 +58,23 @@ class SimWallLimit(HostError):
     """The simulated board ran past its wall-clock limit (a wedged simulation)."""
 
 
-def identity_for(cfg, hw_cfg=None, *, clock_khz: int = 1000, config_hash32: int | None = None) -> Identity:
+def identity_for(cfg, hw_cfg=None, *, clock_khz: int = 1000, config_hash32: int | None = None,
+                 spike_layers: int | None = None, loadable: bool | None = None) -> Identity:
     """The IDENTITY a bitstream for `cfg` answers (lanes from `hw_cfg`, default HardwareConfig).
 
-    Weights are always baked (flags 0): see docs/host-protocol.md, "LOAD_WEIGHTS".
+    Spike counts: one per layer of ``quant.golden.spike_layers(cfg)`` (flag SPIKE_COUNTS);
+    LOADABLE when ``hw_cfg.weights == "loadable"``. A core without them (the shell) passes
+    ``spike_layers=0, loadable=False``.
     """
     from model.config import HardwareConfig
+    from quant.golden import spike_layers as layers_of
 
     hw_cfg = hw_cfg or HardwareConfig()
+    if spike_layers is None:
+        spike_layers = len(layers_of(cfg))
+    if loadable is None:
+        loadable = hw_cfg.weights == "loadable"
+    flags = (FLAG_LOADABLE if loadable else 0) | (FLAG_SPIKE_COUNTS if spike_layers else 0)
     h, w, c = cfg.image_shape
     return Identity(
         protocol=VERSION,
@@ -76,8 +85,8 @@ def identity_for(cfg, hw_cfg=None, *, clock_khz: int = 1000, config_hash32: int 
         classes=cfg.classes,
         pixels=h * w * c,
         pixel_bits=cfg.pixel_bits,
-        spike_layers=0,
-        flags=0,
+        spike_layers=spike_layers,
+        flags=flags,
         clock_khz=clock_khz,
     )
 
@@ -108,7 +117,8 @@ class GoldenCore(wiring.Component):
     No gateware of its own; `SimBoard` adds its `testbench`, which takes the pixels, runs the
     golden model and presents the result ``latency`` cycles after the last pixel. Its ``cycles``
     follow `hw.top.Top`'s count (clock edges from the one that accepts the first pixel to the
-    one that raises ``result.valid``): pixels + latency - 1.
+    one that raises ``result.valid``): pixels + latency - 1; its spike counts are
+    quant.golden.spike_counts. Its weights are baked (no ``wload``).
 
     Members: ``pixels`` In, ``result`` Out (see `hw.platforms.core_signature`).
     """
@@ -117,7 +127,10 @@ class GoldenCore(wiring.Component):
         cfg = artifact.config
         self.artifact = artifact
         self.latency = latency
-        super().__init__(core_signature(cfg.pixel_bits, cfg.classes))
+        from quant.golden import spike_layers
+
+        self.spike_layers = len(spike_layers(cfg))
+        super().__init__(core_signature(cfg.pixel_bits, cfg.classes, self.spike_layers))
 
     def elaborate(self, platform):
         from amaranth import Module
@@ -125,7 +138,7 @@ class GoldenCore(wiring.Component):
         return Module()
 
     async def testbench(self, ctx):
-        from quant.golden import forward
+        from quant.golden import forward, spike_counts
 
         cfg = self.artifact.config
         h, w, c = cfg.image_shape
@@ -144,12 +157,15 @@ class GoldenCore(wiring.Component):
             if len(px) != h * w * c:
                 raise AssertionError(f"GoldenCore: an image of {len(px)} pixels, expected {h * w * c}")
             image = np.array(px, np.int64).reshape(1, h, w, c)
-            r = forward(self.artifact, image, record=False)
+            r = forward(self.artifact, image, record=True)
+            counts = spike_counts(cfg, r)[0]
             await _ticks(ctx, self.latency)
             ctx.set(self.result.payload.cls, int(r["pred"][0]))
             ctx.set(self.result.payload.cycles, self.latency + len(px) - 1)
             for i, v in enumerate(r["logits"][0]):
                 ctx.set(self.result.payload.logits[i], int(v))
+            for i, v in enumerate(counts):
+                ctx.set(self.result.payload.spikes[i], int(v))
             ctx.set(self.result.valid, 1)
             while True:
                 _, _, ready = await ctx.tick().sample(self.result.ready)

@@ -8,10 +8,16 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.adder_tree import AdderTree, tree_latency
-from hw.common import check_fault, check_int, pack, sbits, ubits
+from hw.common import check_bool, check_fault, check_int, pack, sbits, ubits
 from hw.lif import LIF_LATENCY, LIFArray
 
-__all__ = ["SpikeDrivenAttention"]
+__all__ = ["SpikeDrivenAttention", "theta_rows"]
+
+
+def theta_rows(theta, theta_bits: int) -> list[int]:
+    """The kv threshold memory's rows: one per block, D lanes of `theta_bits` (its init, and the
+    ``attn.theta`` segment of `hw.param_image.ParamImage`)."""
+    return [pack(r, theta_bits) for r in np.asarray(theta)]
 
 
 class SpikeDrivenAttention(wiring.Component):
@@ -31,6 +37,7 @@ class SpikeDrivenAttention(wiring.Component):
                                 inputs per channel).
     register_every : int        the popcount trees' pipeline spacing (HardwareConfig).
     fault : test-only defect passed to the trees ("tree_input") and the LIF ("leak_round").
+    loadable : bool             add a write port to the theta memory (``w_*`` below).
 
     Ports
     -----
@@ -44,6 +51,8 @@ class SpikeDrivenAttention(wiring.Component):
     kv_valid : Out(1)           pulse, ``fire_latency`` cycles after `fire`; `kv` is then valid
     kv : Out(unsigned(D))       and held until the next fire.
     q : In(unsigned(D)), attn : Out(unsigned(D))   attn = q AND kv (combinational).
+    w_en : In(1), w_addr : In(range(blocks)), w_data : In(unsigned(D*theta_bits))   loadable only
+        Write the thresholds of block `w_addr` (while no kv LIF fires).
 
     Latency: count_latency = tree latency + 1; fire_latency = LIF_LATENCY + 2 = 6 (theta read, LIF, kv register).
 
@@ -52,7 +61,7 @@ class SpikeDrivenAttention(wiring.Component):
     """
 
     def __init__(self, dim: int, tokens: int, theta, theta_bits: int, *, rows: int = 1,
-                 register_every: int = 0, fault=None):
+                 register_every: int = 0, fault=None, loadable: bool = False):
         owner = "SpikeDrivenAttention"
         check_int(owner, "dim", dim, 1, 4096)
         check_int(owner, "tokens", tokens, 1, 1 << 16)
@@ -60,6 +69,8 @@ class SpikeDrivenAttention(wiring.Component):
         check_int(owner, "rows", rows, 1, tokens)
         check_int(owner, "register_every", register_every, 0, 64)
         check_fault(owner, fault)
+        check_bool(owner, "loadable", loadable)
+        self.loadable = loadable
         theta = np.asarray(theta)
         if theta.ndim != 2 or theta.shape[1] != dim or theta.shape[0] < 1:
             raise ValueError(f"{owner}: theta must have shape [blocks >= 1, {dim}], got {theta.shape}")
@@ -68,13 +79,13 @@ class SpikeDrivenAttention(wiring.Component):
         self.dim, self.tokens, self.rows, self.fault = dim, tokens, rows, fault
         self.blocks = theta.shape[0]
         self.theta_bits = theta_bits
-        self.theta_rows = [pack(r, theta_bits) for r in theta]
+        self.theta_rows = theta_rows(theta, theta_bits)
         self.count_bits = ubits(tokens)
         self.x_bits = sbits(tokens)
         self.register_every = register_every
         self.count_latency = tree_latency(rows, register_every) + 1
         self.fire_latency = LIF_LATENCY + 2  # theta read, the LIF, kv register
-        super().__init__({
+        members = {
             "clear": In(1), "count_clear": In(1),
             "i_valid": In(1),
             "i_k": In(data.ArrayLayout(unsigned(dim), rows)),
@@ -82,7 +93,11 @@ class SpikeDrivenAttention(wiring.Component):
             "fire": In(1), "block": In(range(self.blocks)),
             "kv_valid": Out(1), "kv": Out(unsigned(dim)),
             "q": In(unsigned(dim)), "attn": Out(unsigned(dim)),
-        })
+        }
+        if loadable:
+            members.update({"w_en": In(1), "w_addr": In(range(self.blocks)),
+                            "w_data": In(unsigned(theta_bits * dim))})
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -102,6 +117,9 @@ class SpikeDrivenAttention(wiring.Component):
         m.submodules.theta = tmem = memory.Memory(shape=unsigned(self.theta_bits * D), depth=self.blocks,
                                                   init=self.theta_rows)
         trp = tmem.read_port()
+        if self.loadable:
+            twp = tmem.write_port()
+            m.d.comb += [twp.en.eq(self.w_en), twp.addr.eq(self.w_addr), twp.data.eq(self.w_data)]
         m.d.comb += trp.addr.eq(self.block)
 
         m.submodules.lif = lif = LIFArray(D, self.blocks, self.x_bits, self.theta_bits, fault=self.fault)

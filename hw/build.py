@@ -432,7 +432,8 @@ def build(*, board_name: str, variant: str | None, artifact_path: str | None, hw
 
         cfg = PRESETS["digits-tiny"]
         core = ShellCore(cfg.pixel_bits, cfg.classes)
-        identity = identity_for(cfg, hw_cfg, clock_khz=round(pll.f_out_mhz * 1000), config_hash32=0)
+        identity = identity_for(cfg, hw_cfg, clock_khz=round(pll.f_out_mhz * 1000), config_hash32=0,
+                                spike_layers=0, loadable=False)
     else:
         from hw.core import NetworkCore
 

@@ -7,12 +7,15 @@ from amaranth.hdl import Mux, Array, Module, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.common import ceil_div, check_int, pack, sbits
+from hw.common import ceil_div, check_bool, check_int, pack, sbits
 from hw.requant import Requant
 from model.config import ModelConfig
 from quant.contract import widths
 
-__all__ = ["STFEncoder", "pixel_offsets"]
+__all__ = ["STFEncoder", "pixel_offsets", "encoder_rows", "ENCODER_MEMORIES"]
+
+# The encoder memories a loadable encoder can write, in the order of its one-hot ``w_en``.
+ENCODER_MEMORIES = ("weights", "mult", "bias", "pos", "gain")
 
 
 def pixel_offsets(cfg: ModelConfig) -> tuple[list[int], list[int]]:
@@ -24,6 +27,30 @@ def pixel_offsets(cfg: ModelConfig) -> tuple[list[int], list[int]]:
     base = [((gy * p) * w + gx * p) * c for gy in range(gh) for gx in range(gw)]
     off = [(py * w + px) * c + ch for py in range(p) for px in range(p) for ch in range(c)]
     return base, off
+
+
+def encoder_rows(cfg: ModelConfig, params: dict, lanes: int) -> dict[str, list[int]]:
+    """The row words of the encoder memories (``weights``, ``mult``, ``bias``, ``pos``, ``gain``):
+    the memories' init, and the encoder segments of `hw.param_image.ParamImage`."""
+    P, K, N, D = lanes, cfg.patch_dim, cfg.tokens, cfg.dim
+    chunks = ceil_div(D, P)
+
+    def padded(vec):
+        out = np.zeros(chunks * P, np.int64)
+        out[:D] = vec
+        return out.reshape(chunks, P)
+
+    W = np.asarray(params["enc.weight"])
+    pos = np.asarray(params["enc.pos"])
+    tables = cfg.timesteps if cfg.tspe else 1
+    return {
+        "weights": [pack(padded(W[k])[ch], cfg.weight_bits) for ch in range(chunks) for k in range(K)],
+        "mult": [pack(r, cfg.mult_bits) for r in padded(params["enc.mult"])],
+        "bias": [pack(r, cfg.bias_bits) for r in padded(params["enc.bias"])],
+        "pos": [pack(padded(pos[t, n])[ch], cfg.pos_bits) for t in range(tables) for n in range(N)
+                for ch in range(chunks)],
+        "gain": [pack(r, cfg.feedback_bits) for r in padded(params["enc.gain"])],
+    }
 
 
 class STFEncoder(wiring.Component):
@@ -41,6 +68,7 @@ class STFEncoder(wiring.Component):
     params : dict with enc.weight [K, D], enc.mult [D], enc.bias [D], enc.pos [T, N, D],
              enc.gain [D] (an artifact's params)
     lanes : int >= 1          P, channels per cycle (D is cut into ceil(D/P) chunks).
+    loadable : bool           add a write port to the five parameter memories (`w_*` below).
 
     Ports
     -----
@@ -52,6 +80,9 @@ class STFEncoder(wiring.Component):
     tap_s : In(unsigned(P))   previous spikes S[t-1] of those P channels, presented one cycle
                               after tap_valid (the spike plane memory's read latency).
     tap_o_valid : Out(1), tap_x : Out(ArrayLayout(signed(x_bits), P))   2 cycles later.
+    w_en : In(5), w_addr : In(range(max depth)), w_data : In(unsigned(max width))   loadable only
+        Write row `w_addr` of the memories whose bit is set (ENCODER_MEMORIES order: weights,
+        mult, bias, pos, gain), ``w_data`` truncated to the memory's width. Only while idle.
 
     Latency: E: ``busy`` for N * chunks * (K + 2) + 3 cycles from the cycle after ``start``, ``done``
     N * chunks * (K + 2) + 4 cycles after ``start`` (K = patch elements); the tap 2 cycles.
@@ -61,11 +92,12 @@ class STFEncoder(wiring.Component):
     E N*chunks x P*e_bits, P table (T or 1)*N*chunks x P*pos_bits, gain/mult/bias chunks rows.
     """
 
-    def __init__(self, cfg: ModelConfig, params: dict, lanes: int):
+    def __init__(self, cfg: ModelConfig, params: dict, lanes: int, *, loadable: bool = False):
         owner = "STFEncoder"
         if not isinstance(cfg, ModelConfig):
             raise TypeError(f"{owner}: cfg must be a ModelConfig, not {type(cfg).__name__}")
         check_int(owner, "lanes", lanes, 1, 4096)
+        check_bool(owner, "loadable", loadable)
         for k in ("enc.weight", "enc.mult", "enc.bias", "enc.pos", "enc.gain"):
             if k not in params:
                 raise ValueError(f"{owner}: params lacks {k}; pass an artifact's params")
@@ -79,27 +111,29 @@ class STFEncoder(wiring.Component):
         self.n_pixels = cfg.image_shape[0] * cfg.image_shape[1] * cfg.image_shape[2]
         self.latency_tap = 2
 
-        def padded(vec):
-            out = np.zeros(self.chunks * P, np.int64)
-            out[:D] = vec
-            return out.reshape(self.chunks, P)
-
-        W = np.asarray(params["enc.weight"])
-        self.w_rows = [pack(padded(W[k])[ch], cfg.weight_bits) for ch in range(self.chunks) for k in range(K)]
-        self.mult_rows = [pack(r, cfg.mult_bits) for r in padded(params["enc.mult"])]
-        self.bias_rows = [pack(r, cfg.bias_bits) for r in padded(params["enc.bias"])]
-        self.gain_rows = [pack(r, cfg.feedback_bits) for r in padded(params["enc.gain"])]
-        pos = np.asarray(params["enc.pos"])
+        rows = encoder_rows(cfg, params, P)
+        self.w_rows, self.mult_rows, self.bias_rows = rows["weights"], rows["mult"], rows["bias"]
+        self.pos_rows, self.gain_rows = rows["pos"], rows["gain"]
         self.pos_tables = T if cfg.tspe else 1
-        self.pos_rows = [pack(padded(pos[t, n])[ch], cfg.pos_bits)
-                         for t in range(self.pos_tables) for n in range(N) for ch in range(self.chunks)]
-        super().__init__({
+        self.loadable = bool(loadable)
+        self.mem_shapes = {"weights": (len(self.w_rows), P * cfg.weight_bits),
+                           "mult": (self.chunks, P * cfg.mult_bits), "bias": (self.chunks, P * cfg.bias_bits),
+                           "pos": (len(self.pos_rows), P * cfg.pos_bits),
+                           "gain": (self.chunks, P * cfg.feedback_bits)}
+        members = {
             "pix_en": In(1), "pix_addr": In(range(self.n_pixels)), "pix_data": In(unsigned(cfg.pixel_bits)),
             "start": In(1), "busy": Out(1), "done": Out(1),
             "tap_valid": In(1), "tap_t": In(range(T)), "tap_n": In(range(N)), "tap_ch": In(range(self.chunks)),
             "tap_s": In(unsigned(P)),
             "tap_o_valid": Out(1), "tap_x": Out(data.ArrayLayout(signed(self.x_bits), P)),
-        })
+        }
+        if self.loadable:
+            members.update({
+                "w_en": In(len(ENCODER_MEMORIES)),
+                "w_addr": In(range(max(d for d, _ in self.mem_shapes.values()))),
+                "w_data": In(unsigned(max(w for _, w in self.mem_shapes.values()))),
+            })
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -109,6 +143,10 @@ class STFEncoder(wiring.Component):
         def rom(name, rows, width):
             mem = memory.Memory(shape=unsigned(width), depth=len(rows), init=rows)
             m.submodules[name] = mem
+            if self.loadable:  # the parameter image's write path (hw.param_image); idle-time only
+                wp = mem.write_port()
+                m.d.comb += [wp.en.eq(self.w_en[ENCODER_MEMORIES.index(name)]), wp.addr.eq(self.w_addr),
+                             wp.data.eq(self.w_data[:width])]
             return mem
 
         m.submodules.pixels = pmem = memory.Memory(shape=unsigned(cfg.pixel_bits), depth=self.n_pixels, init=[])

@@ -1,9 +1,10 @@
 """The host link in gateware: frame parser and responder between the UART and the datapath.
 
 Speaks exactly the protocol of boards/protocol.py (docs/host-protocol.md): it hunts for the sync
-bytes, reads the header, stores a CLASSIFY's pixels in a small memory while the CRC-16 runs over
-the frame, and only when the whole frame checks (CRC, version, command, length, config hash,
-pixel range) streams the pixels into the datapath, so a corrupted frame never reaches it. Every
+bytes, reads the header, stores a CLASSIFY's pixels (or a LOAD_WEIGHTS chunk) in a small memory
+while the CRC-16 runs over the frame, and only when the whole frame checks (CRC, version,
+command, length, config hash, pixel range or chunk placement) streams the pixels (the chunk's
+bytes) into the datapath, so a corrupted frame never reaches it. Every
 rejected frame is answered with a NAK naming the reason; a frame that stops arriving part-way
 (a dropped byte) is abandoned after ``timeout_cycles`` of silence with NAK TIMEOUT.
 """
@@ -16,7 +17,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from boards.protocol import (
-    MAX_PAYLOAD, SYNC, VERSION, Cmd, Identity, Nak, Result, RESPONSE_BIT,
+    LOAD_CHUNK_MAX, LOAD_HEADER_LEN, MAX_PAYLOAD, SYNC, VERSION, Cmd, Identity, Loaded, Nak, Result, RESPONSE_BIT,
 )
 
 __all__ = ["HostLink", "crc16_update", "pixel_layout", "result_layout", "LOGIT_BITS"]
@@ -46,13 +47,17 @@ def pixel_layout(pixel_bits: int) -> data.StructLayout:
     return data.StructLayout({"data": unsigned(pixel_bits), "last": 1})
 
 
-def result_layout(classes: int) -> data.StructLayout:
-    """What the datapath hands back per image: class, logits summed over T, cycle count."""
-    return data.StructLayout({
+def result_layout(classes: int, spike_layers: int = 0) -> data.StructLayout:
+    """What the datapath hands back per image: class, logits summed over T, cycle count, and
+    (when `spike_layers` > 0) the spike count of every spike layer, 32 bits each."""
+    fields = {
         "cls": unsigned(16),
         "cycles": unsigned(32),
         "logits": data.ArrayLayout(signed(LOGIT_BITS), classes),
-    })
+    }
+    if spike_layers:
+        fields["spikes"] = data.ArrayLayout(unsigned(32), spike_layers)
+    return data.StructLayout(fields)
 
 
 def _const_bytes(b: bytes) -> Const:
@@ -69,6 +74,9 @@ class HostLink(wiring.Component):
         ``classes`` and the config hash a CLASSIFY must carry.
     timeout_cycles : int
         Silence (cycles without a byte) after which a partly received frame is abandoned.
+    image : hw.param_image.ParamImage or None
+        The datapath's parameter image layout when its weights are loadable (IDENTITY's LOADABLE
+        flag must then be set); None: LOAD_WEIGHTS is answered NAK UNSUPPORTED.
 
     Members
     -------
@@ -79,21 +87,27 @@ class HostLink(wiring.Component):
         Response bytes to the UART transmitter.
     pixels : Out(stream.Signature(pixel_layout(pixel_bits)))
         The image of an accepted CLASSIFY, ``pixels`` beats in raster order, ``last`` on the final one.
-    result : In(stream.Signature(result_layout(classes)))
+    result : In(stream.Signature(result_layout(classes, spike_layers)))
         The datapath's answer; taken only while a CLASSIFY waits for it.
+    wload : Out(stream.Signature(hw.param_image.wload_layout(image)))   only with `image`
+        The bytes of an accepted LOAD_WEIGHTS chunk, each with its image byte address, in order.
     busy : Out(1)
         High from an accepted CLASSIFY until its RESULT is sent (an LED).
     naks : Out(8)
         Count of NAKs sent, wrapping (LEDs show it).
 
     Latency: a CLASSIFY's first pixel leaves 3 cycles after its last CRC byte; the RESULT's first
-    byte leaves 2 cycles after ``result.valid``.
+    byte leaves 2 cycles after ``result.valid``. A LOAD_WEIGHTS chunk's first byte leaves 2 cycles
+    after its last CRC byte, then one byte per cycle while ``wload.ready``; LOADED's first byte
+    leaves 2 cycles after the last byte was taken.
     Resources: one memory of ``pixels`` x ``pixel_bits`` (an EBR, or LUT RAM when small); a
-    response register of 8 x max(payload) FF (47 bytes for 10 classes) and its byte mux; the
-    CRC and the FSM: a few hundred LUT4.
+    response register of 8 x max(payload) FF (49 + 4 x spike_layers bytes for 10 classes) and
+    its byte mux; the CRC and the FSM: a few hundred LUT4. With `image`: a chunk memory of
+    LOAD_CHUNK_MAX x 8 bits (one EBR), a second CRC-16, the chunk placement check (two compares
+    per image segment on the offset and the chunk's end).
     """
 
-    def __init__(self, identity: Identity, *, timeout_cycles: int):
+    def __init__(self, identity: Identity, *, timeout_cycles: int, image=None):
         if not isinstance(identity, Identity):
             raise TypeError(f"identity must be a boards.protocol.Identity, not {identity!r}")
         if isinstance(timeout_cycles, bool) or not isinstance(timeout_cycles, int) or timeout_cycles < 16:
@@ -102,27 +116,41 @@ class HostLink(wiring.Component):
             raise ValueError(f"an image of {identity.pixels} pixels does not fit a {MAX_PAYLOAD}-byte payload")
         if not 1 <= identity.pixel_bits <= 8:
             raise ValueError(f"pixels travel as single bytes; pixel_bits={identity.pixel_bits} must be 1..8")
-        if identity.spike_layers:
-            raise ValueError("the link does not carry spike counts yet; spike_layers must be 0")
+        if not 0 <= identity.spike_layers <= 255:
+            raise ValueError(f"spike_layers={identity.spike_layers} does not fit the RESULT's u8 count")
+        if identity.loadable != (image is not None):
+            raise ValueError(
+                f"IDENTITY says weights are {'loadable' if identity.loadable else 'baked'} but the link was given "
+                f"{'no parameter image' if image is None else 'a parameter image'}; build both from the same "
+                "HardwareConfig.weights (boards.simboard.identity_for, NetworkCore.image)")
+        if image is not None and image.size > (1 << 32) - 1:
+            raise ValueError(f"a parameter image of {image.size} bytes does not fit LOAD_WEIGHTS' u32 offset")
         self.identity = identity
         self.timeout_cycles = timeout_cycles
-        super().__init__({
+        self.image = image
+        members = {
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
             "pixels": Out(stream.Signature(pixel_layout(identity.pixel_bits))),
-            "result": In(stream.Signature(result_layout(identity.classes))),
+            "result": In(stream.Signature(result_layout(identity.classes, identity.spike_layers))),
             "busy": Out(1),
             "naks": Out(8),
-        })
+        }
+        if image is not None:
+            from hw.param_image import wload_layout
+
+            members["wload"] = Out(stream.Signature(wload_layout(image)))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         ident = self.identity
         npix = ident.pixels
         classify_len = 4 + npix
-        result_len = Result.length(ident.classes)
+        result_len = Result.length(ident.classes, ident.spike_layers)
         ident_bytes = ident.encode()
-        resp_bytes = max(result_len, len(ident_bytes), 2)
+        image = self.image
+        resp_bytes = max(result_len, len(ident_bytes), 2, Loaded.length_bytes() if image is not None else 0)
         assert resp_bytes < 256  # the LEN_HI byte of every response is 0
         pidx_bits = max(1, (resp_bytes - 1).bit_length())
 
@@ -144,6 +172,7 @@ class HostLink(wiring.Component):
         idx = Signal(16)              # payload byte index
         crc_idx = Signal()
         hash_reg = Signal(32)
+        off_reg = Signal(32)          # LOAD_WEIGHTS offset
         pixel_oob = Signal()          # some pixel byte exceeded pixel_bits
         silence = Signal(range(self.timeout_cycles + 1))
 
@@ -189,6 +218,13 @@ class HostLink(wiring.Component):
             wrote_pixel.eq((cmd == Cmd.CLASSIFY) & (idx >= 4) & (idx < classify_len)),
         ]
 
+        if image is not None:
+            self._chunk_logic(m, ident, byte, idx, length, off_reg)
+            wbuf_wr, wbuf_rd = self._wbuf_wr, self._wbuf_rd
+            chunk_ok, chunk_len = self._chunk_ok, self._chunk_len
+            wfidx, w_issued, w_addr, wcrc, wload_load = self._wfidx, self._w_issued, self._w_addr, self._wcrc, \
+                self._wload_load
+
         with m.FSM():
             with m.State("HUNT"):
                 with m.If(got & (byte == SYNC[0])):
@@ -232,6 +268,12 @@ class HostLink(wiring.Component):
                     m.d.sync += [crc.eq(crc16_update(crc, byte)), idx.eq(idx + 1)]
                     with m.If(idx < 4):
                         m.d.sync += hash_reg.word_select(idx[:2], 8).eq(byte)
+                    with m.Elif(idx < LOAD_HEADER_LEN):
+                        m.d.sync += off_reg.word_select(idx[:2], 8).eq(byte)
+                    if image is not None:
+                        with m.If((cmd == Cmd.LOAD_WEIGHTS) & (idx >= LOAD_HEADER_LEN)
+                                  & (idx < LOAD_HEADER_LEN + LOAD_CHUNK_MAX)):
+                            m.d.comb += wbuf_wr.en.eq(1)
                     with m.If(wrote_pixel):
                         m.d.comb += wr.en.eq(1)
                         with m.If(byte > (1 << ident.pixel_bits) - 1):
@@ -270,8 +312,19 @@ class HostLink(wiring.Component):
                         m.d.sync += [fidx.eq(0), issued.eq(0), self.busy.eq(1)]
                         m.next = "FEED"
                 with m.Elif(cmd == Cmd.LOAD_WEIGHTS):
-                    # the datapath has no weight write port: weights are baked into the bitstream
-                    send_nak(Nak.UNSUPPORTED)
+                    if image is None:
+                        # the datapath has no weight write port: weights are baked into the bitstream
+                        send_nak(Nak.UNSUPPORTED)
+                    else:
+                        with m.If((length <= LOAD_HEADER_LEN) | (length > LOAD_HEADER_LEN + LOAD_CHUNK_MAX)):
+                            send_nak(Nak.BAD_LENGTH)
+                        with m.Elif(hash_reg != ident.config_hash32):
+                            send_nak(Nak.CONFIG_MISMATCH)
+                        with m.Elif(~chunk_ok):
+                            send_nak(Nak.BAD_PAYLOAD)
+                        with m.Else():
+                            m.d.sync += [wfidx.eq(0), w_issued.eq(0), wcrc.eq(0xFFFF)]
+                            m.next = "WFEED"
                 with m.Else():
                     send_nak(Nak.UNKNOWN_COMMAND)
             with m.State("FEED"):
@@ -286,13 +339,29 @@ class HostLink(wiring.Component):
                 m.d.comb += self.result.ready.eq(1)
                 with m.If(self.result.valid):
                     r = self.result.payload
+                    spikes = [r.spikes[i] for i in range(ident.spike_layers)]
                     m.d.sync += [
                         resp_cmd.eq(Cmd.RESULT),
                         resp_len.eq(result_len),
-                        # cls u16, cycles u32, n_logits u16, logits int32 x C, n_spike_layers u8
+                        # cls u16, cycles u32, n_logits u16, logits int32 x C, n_spike_layers u8, u32 x K
                         resp.eq(Cat(r.cls, r.cycles, C(ident.classes, 16),
-                                    *[r.logits[i] for i in range(ident.classes)], C(0, 8))),
+                                    *[r.logits[i] for i in range(ident.classes)], C(ident.spike_layers, 8),
+                                    *spikes)),
                     ]
+                    m.next = "SEND"
+            if image is not None:
+                with m.State("WFEED"):
+                    with m.If(wload_load):
+                        m.d.comb += wbuf_rd.en.eq(1)
+                        m.d.sync += [w_issued.eq(wfidx != chunk_len), w_addr.eq(off_reg + wfidx)]
+                        with m.If(wfidx != chunk_len):
+                            m.d.sync += wfidx.eq(wfidx + 1)
+                        with m.Elif(~w_issued | self.wload.ready):
+                            m.next = "LOADED"
+                with m.State("LOADED"):  # the last byte's CRC step is in
+                    m.d.sync += [resp_cmd.eq(Cmd.LOADED), resp_len.eq(Loaded.length_bytes()),
+                                 resp.eq(Cat(off_reg, chunk_len, C(0, 16 - len(chunk_len)), wcrc,
+                                             C(image.size, 32)))]
                     m.next = "SEND"
             with m.State("SEND"):
                 # byte at tx_idx: 0,1 sync; 2 ver; 3 cmd; 4 seq; 5,6 len; payload; crc hi, lo
@@ -327,3 +396,46 @@ class HostLink(wiring.Component):
                         m.d.sync += [tx_idx.eq(0), tx_crc.eq(0xFFFF), self.busy.eq(0)]
                         m.next = "HUNT"
         return m
+
+    def _chunk_logic(self, m, ident, byte, idx, length, off_reg):
+        """LOAD_WEIGHTS: the chunk memory, the placement check and the wload stream's feed."""
+        image = self.image
+        m.submodules.wbuf = wbuf = Memory(shape=unsigned(8), depth=LOAD_CHUNK_MAX, init=[])
+        self._wbuf_wr = wr = wbuf.write_port()
+        self._wbuf_rd = rd = wbuf.read_port(transparent_for=())
+        m.d.comb += [wr.addr.eq(idx - LOAD_HEADER_LEN), wr.data.eq(byte)]
+
+        # Placement: the chunk [offset, end) starts at a row start and ends at a row start or a
+        # segment's end (hw.param_image.ParamImage.check_chunk). Bases and ends are multiples of
+        # each segment's power-of-two stride, so a row start is a range compare and zero low bits.
+        nb = max(1, image.size.bit_length())
+        self._chunk_len = chunk_len = Signal(range(LOAD_CHUNK_MAX + 1))
+        m.d.comb += chunk_len.eq(length - LOAD_HEADER_LEN)
+        off = off_reg[:nb]
+        end = Signal(nb + 1)
+        m.d.comb += end.eq(off + chunk_len)
+        small = off_reg[nb:] == 0
+        start_ok = C(0, 1)
+        end_ok = C(0, 1)
+        for sg in image.segments:
+            low_off = (off[:sg.shift] == 0) if sg.shift else C(1, 1)
+            low_end = (end[:sg.shift] == 0) if sg.shift else C(1, 1)
+            start_ok = start_ok | ((off >= sg.base) & (off < sg.end) & low_off)
+            end_ok = end_ok | ((end > sg.base) & (end <= sg.end) & low_end)
+        self._chunk_ok = chunk_ok = Signal()
+        m.d.comb += chunk_ok.eq(small & start_ok & end_ok)
+
+        # feed: as the pixel feed, a registered read one beat ahead
+        self._wfidx = Signal(range(LOAD_CHUNK_MAX + 1))
+        self._w_issued = issued = Signal()
+        self._w_addr = w_addr = Signal.like(self.wload.payload.addr)
+        self._wcrc = wcrc = Signal(16, init=0xFFFF)
+        self._wload_load = ~self.wload.valid | self.wload.ready
+        m.d.comb += [
+            rd.addr.eq(self._wfidx),
+            self.wload.valid.eq(issued),
+            self.wload.payload.data.eq(rd.data),
+            self.wload.payload.addr.eq(w_addr),
+        ]
+        with m.If(self.wload.valid & self.wload.ready):
+            m.d.sync += wcrc.eq(crc16_update(wcrc, rd.data))

@@ -137,11 +137,13 @@ def get_board(name: str) -> Board:
     return BOARDS[name]
 
 
-def core_signature(pixel_bits: int, classes: int) -> wiring.Signature:
-    """What a core must offer the board top: image pixels in, one result per image out."""
+def core_signature(pixel_bits: int, classes: int, spike_layers: int = 0) -> wiring.Signature:
+    """What a core must offer the board top: image pixels in, one result per image out (with
+    `spike_layers` spike counts). A core with loadable weights adds ``wload`` (In, a stream of
+    `hw.param_image.wload_layout`) and names its layout in an ``image`` attribute."""
     return wiring.Signature({
         "pixels": In(stream.Signature(pixel_layout(pixel_bits))),
-        "result": Out(stream.Signature(result_layout(classes))),
+        "result": Out(stream.Signature(result_layout(classes, spike_layers))),
     })
 
 
@@ -227,8 +229,11 @@ class BoardTop(Elaboratable):
 
         m.submodules.rx = rx = UARTRx(divisor)
         m.submodules.tx = tx = UARTTx(divisor)
-        m.submodules.link = link = HostLink(self.identity, timeout_cycles=timeout)
+        image = getattr(self.core, "image", None)  # a loadable core's parameter image layout
+        m.submodules.link = link = HostLink(self.identity, timeout_cycles=timeout, image=image)
         m.submodules.core = core = self.core
+        if image is not None:
+            wiring.connect(m, link.wload, core.wload)
         wiring.connect(m, rx.o, link.rx)
         wiring.connect(m, link.tx, tx.i)
         wiring.connect(m, link.pixels, core.pixels)

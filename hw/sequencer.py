@@ -44,6 +44,7 @@ from hw.attention import SpikeDrivenAttention
 from hw.common import ceil_div, check_fault, pack, sbits, ubits
 from hw.encoder import STFEncoder
 from hw.lif import LIF_LATENCY, LIFArray
+from hw.param_image import SEGMENTS, ParamImage
 from hw.readout import Readout
 from hw.requant import Requant
 from hw.spike_linear import SpikeLinear, pack_matrix
@@ -52,7 +53,7 @@ from quant.artifact import Artifact
 from quant.contract import widths
 from quant.golden import spike_layers
 
-__all__ = ["Program", "Sequencer", "trace_layout", "trace_signature", "PLANES"]
+__all__ = ["Program", "Sequencer", "trace_layout", "trace_signature", "PLANES", "popcount", "spike_count_bits"]
 
 # Spike planes (one memory each, a row per token).
 PL_ENC, PL_RES, PL_Q, PL_K, PL_V, PL_MLP, PL_FC1 = range(7)
@@ -74,6 +75,24 @@ def trace_layout(cfg: ModelConfig) -> data.StructLayout:
         "token": unsigned(ubits(cfg.tokens - 1)),
         "spikes": unsigned(max(cfg.dim, cfg.hidden)),
     })
+
+
+def spike_count_bits(cfg: ModelConfig) -> int:
+    """Bits of one layer's spike count per image: at most T*N*max(D, H) spikes (kv: T*D)."""
+    return ubits(cfg.timesteps * cfg.tokens * max(cfg.dim, cfg.hidden))
+
+
+def popcount(bits) -> "Value":
+    """Number of ones of `bits` (a Value), as a balanced tree of adds (depth ceil(log2 n))."""
+    items = [bits[i] for i in range(len(bits))]
+    if not items:
+        return Const(0, 1)
+    while len(items) > 1:
+        nxt = [items[i] + items[i + 1] for i in range(0, len(items) - 1, 2)]
+        if len(items) % 2:
+            nxt.append(items[-1])
+        items = nxt
+    return items[0]
 
 
 def trace_signature(cfg: ModelConfig) -> wiring.Signature:
@@ -225,6 +244,7 @@ class Program:
                                 chunks=chunks_of(-1, "", C, wb, D, prow, PL_RES)))
         self.kv_theta = np.stack([P_[f"b{l}.kv.theta"] for l in range(cfg.blocks)])
         self.inputs = max(D, H)
+        self.image = ParamImage(cfg, P)
 
     def memory_map(self) -> dict[str, int]:
         """Rows and bits of every memory (for docs and reports)."""
@@ -253,7 +273,14 @@ class Sequencer(wiring.Component):
     done : Out(1)                pulse; `cls` and `logits` valid and held until the next start.
     cls : Out(range(C)), logits : Out(ArrayLayout(signed(logit_bits), C))
     trace : Out(trace_signature(cfg))   valid + payload, no ready (trace=True only)
-    w_en, w_addr, w_data : the SpikeLinear weight write port (HardwareConfig.weights="loadable")
+    spike_counts : Out(ArrayLayout(unsigned(spike_count_bits(cfg)), len(spike_layers(cfg))))
+        per image, the spikes of every spike layer (quant.golden.spike_layers order) summed over
+        t, tokens and channels (kv: over t and channels); final when `done` pulses, held until
+        the next start.
+    w_en : In(1), w_seg : In(range(8)), w_addr : In(range(max depth)), w_data : In(max width)
+        HardwareConfig.weights="loadable" only: write row `w_addr` of parameter image segment
+        `w_seg` (hw.param_image.SEGMENTS: SpikeLinear weights, param memory, the encoder's five
+        memories, the kv thresholds), ``w_data`` truncated to the segment's width. Only while idle.
 
     Latency (cycles per image, dense mode): E: N*chD*(K+2)+4; per timestep: ENC N*chD+6;
     per block QKV G*(TL+1 + 3chD*(n+3+TL)) + 6, KV N+1+count+fire, O/FC1/FC2 alike with their
@@ -263,7 +290,8 @@ class Sequencer(wiring.Component):
 
     Resources: see the component docstrings; the Sequencer adds the spike planes (7 memories
     of N rows), the residual memory, the param ROM and the drain pipeline (about 6 x P x
-    x_bits flip-flops).
+    x_bits flip-flops); spike counters: one of spike_count_bits per layer, a P-bit and two D-bit
+    registered popcounts (P + 2D flip-flops). Loadable: a write port on every parameter memory.
     """
 
     def __init__(self, program: Program, *, trace: bool = False, fault=None):
@@ -279,12 +307,14 @@ class Sequencer(wiring.Component):
             "start": In(1), "done": Out(1), "busy": Out(1),
             "cls": Out(range(cfg.classes)),
             "logits": Out(data.ArrayLayout(signed(program.wd.logit_bits), cfg.classes)),
+            "spike_counts": Out(data.ArrayLayout(unsigned(spike_count_bits(cfg)), len(program.layers))),
         }
         if trace:
             members["trace"] = Out(trace_signature(cfg))
         if program.hw.weights == "loadable":
-            members.update({"w_en": In(1), "w_addr": In(range(len(program.weight_rows))),
-                            "w_data": In(unsigned(program.P * cfg.weight_bits))})
+            img = program.image
+            members.update({"w_en": In(1), "w_seg": In(range(len(SEGMENTS))), "w_addr": In(range(img.max_depth)),
+                            "w_data": In(unsigned(img.max_width))})
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -295,15 +325,27 @@ class Sequencer(wiring.Component):
         chD = prog.chD
 
         # ---- components ------------------------------------------------------------------
-        m.submodules.enc = enc = STFEncoder(cfg, prog.artifact.params, P)
+        loadable = hw.weights == "loadable"
+        m.submodules.enc = enc = STFEncoder(cfg, prog.artifact.params, P, loadable=loadable)
         m.d.comb += [enc.pix_en.eq(self.pix_en), enc.pix_addr.eq(self.pix_addr), enc.pix_data.eq(self.pix_data)]
         m.submodules.sl = sl = SpikeLinear(prog.inputs, P, TL, cfg.weight_bits, prog.weight_rows,
-                                           event_driven=hw.event_driven, loadable=hw.weights == "loadable")
-        if hw.weights == "loadable":
-            m.d.comb += [sl.w_en.eq(self.w_en), sl.w_addr.eq(self.w_addr), sl.w_data.eq(self.w_data)]
+                                           event_driven=hw.event_driven, loadable=loadable)
         m.submodules.lif = lif = LIFArray(P, prog.mdepth, prog.x_bits, prog.theta_bits, fault=self.fault)
         m.submodules.attn = attn = SpikeDrivenAttention(D, N, prog.kv_theta, prog.theta_bits, rows=1,
-                                                        register_every=hw.tree_register_every, fault=self.fault)
+                                                        register_every=hw.tree_register_every, fault=self.fault,
+                                                        loadable=loadable)
+
+        def seg_en(name):
+            return self.w_en & (self.w_seg == SEGMENTS.index(name))
+
+        if loadable:  # the parameter image's write bus, fanned out to every parameter memory
+            m.d.comb += [sl.w_en.eq(seg_en("weights")), sl.w_addr.eq(self.w_addr),
+                         sl.w_data.eq(self.w_data[:len(sl.w_data)]),
+                         attn.w_en.eq(seg_en("attn.theta")), attn.w_addr.eq(self.w_addr),
+                         attn.w_data.eq(self.w_data[:len(attn.w_data)]),
+                         enc.w_addr.eq(self.w_addr), enc.w_data.eq(self.w_data[:len(enc.w_data)])]
+            for i, name in enumerate(("enc.weights", "enc.mult", "enc.bias", "enc.pos", "enc.gain")):
+                m.d.comb += enc.w_en[i].eq(seg_en(name))
         m.submodules.rq = rq = Requant(P, sl.acc_bits, cfg.mult_bits, cfg.bias_bits, cfg.requant_shift)
         m.submodules.readout = ro = Readout(cfg.classes, P, TL, sl.acc_bits, cfg.bias_bits, prog.wd.logit_bits,
                                             register_every=hw.tree_register_every, fault=self.fault)
@@ -320,6 +362,9 @@ class Sequencer(wiring.Component):
             shape=unsigned(P * (cfg.bias_bits + cfg.mult_bits + prog.theta_bits)),
             depth=len(prog.param_rows), init=prog.param_rows)
         prp = pmem.read_port()
+        if loadable:
+            pwp = pmem.write_port()
+            m.d.comb += [pwp.en.eq(seg_en("params")), pwp.addr.eq(self.w_addr), pwp.data.eq(self.w_data[:len(pwp.data)])]
         m.submodules.residual = umem = memory.Memory(shape=unsigned(P * prog.res_bits), depth=N * chD, init=[])
         uwp = umem.write_port()
         urp = umem.read_port()
@@ -451,6 +496,29 @@ class Sequencer(wiring.Component):
                 m.d.comb += [tr_valid.eq(1), tr_layer.eq(at_out["layer"]), tr_t.eq(at_out["t"]),
                              tr_token.eq(at_out["n"]), tr_spikes.eq(row)]
 
+        # ---- spike counts per layer ---------------------------------------------------------
+        # Three sources, each registered before its popcount so the count adds stay off the
+        # drain and load paths: the drain's LIF output spikes (every LIF layer), the O pass's row loads
+        # (attn = Q AND kv) and kv_valid (kv). Each layer takes exactly one of them.
+        cnt_clear = Signal()
+        a_v, a_bits, a_layer = Signal(), Signal(P), Signal.like(d_layer)
+        m.d.sync += [a_v.eq(at_out["v"]), a_bits.eq(s_out), a_layer.eq(at_out["layer"])]
+        b_v, b_bits, b_blk = Signal(), Signal(D), Signal(range(max(cfg.blocks, 2)))
+        c_v, c_bits, c_blk = Signal(), Signal(D), Signal(range(max(cfg.blocks, 2)))
+        a_pc, b_pc, c_pc = popcount(a_bits), popcount(b_bits), popcount(c_bits)
+        for i, name in enumerate(prog.layers):
+            cnt = self.spike_counts[i]
+            if name.endswith(".attn"):
+                add = Mux(b_v & (b_blk == int(name[1:name.index(".")])), b_pc, 0)
+            elif name.endswith(".kv"):
+                add = Mux(c_v & (c_blk == int(name[1:name.index(".")])), c_pc, 0)
+            else:
+                add = Mux(a_v & (a_layer == i), a_pc, 0)
+            with m.If(cnt_clear):
+                m.d.sync += cnt.eq(0)
+            with m.Else():
+                m.d.sync += cnt.eq(cnt + add)
+
         # ---- the schedule -------------------------------------------------------------------
         n_ctr = Signal(range(N + 1))
         ch_ctr = Signal(range(max(len(c.chunks) for c in prog.passes) + 1))
@@ -495,6 +563,8 @@ class Sequencer(wiring.Component):
         m.d.comb += [attn.i_valid.eq(kv_read), attn.i_k[0].eq(planes[PL_K][0].data[:D]),
                      attn.i_v[0].eq(planes[PL_V][0].data[:D])]
         m.d.sync += kv_read.eq(0)
+        m.d.sync += [b_v.eq(load1 & load_masked & valid_row), b_bits.eq(attn.attn), b_blk.eq(attn.block),
+                     c_v.eq(attn.kv_valid), c_bits.eq(attn.kv), c_blk.eq(attn.block)]
 
         # HEAD drain: the Readout takes all token lanes at S1 (param row read at S0).
         head1 = Signal()
@@ -513,7 +583,7 @@ class Sequencer(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.busy.eq(0)
                 with m.If(self.start):
-                    m.d.comb += [lif.clear.eq(1), attn.clear.eq(1), ro.clear.eq(1), enc.start.eq(1)]
+                    m.d.comb += [lif.clear.eq(1), attn.clear.eq(1), ro.clear.eq(1), enc.start.eq(1), cnt_clear.eq(1)]
                     m.d.sync += t.eq(0)
                     m.next = "EMBED"
             with m.State("EMBED"):

@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.common import check_bool, check_fault, ubits
-from hw.sequencer import Program, Sequencer, trace_layout, trace_signature
+from hw.param_image import SEGMENTS, wload_layout
+from hw.sequencer import Program, Sequencer, spike_count_bits, trace_layout, trace_signature
 from model.config import HardwareConfig, HW_PRESETS, ModelConfig
 from quant.artifact import Artifact, random_artifact
 from quant.contract import widths
+from quant.golden import spike_layers
 
-__all__ = ["Top", "result_layout", "CYCLE_BITS"]
+__all__ = ["Top", "result_layout", "wload_layout", "CYCLE_BITS"]
 
 CYCLE_BITS = 32
 
 
 def result_layout(cfg: ModelConfig) -> data.StructLayout:
-    """Payload of the result stream: class, integer logits (summed over T), cycles per image."""
+    """Payload of the result stream: class, integer logits (summed over T), cycles per image,
+    spikes per layer (quant.golden.spike_layers order)."""
     return data.StructLayout({
         "cls": unsigned(ubits(cfg.classes - 1)),
         "logits": data.ArrayLayout(signed(widths(cfg).logit_bits), cfg.classes),
         "cycles": unsigned(CYCLE_BITS),
+        "spikes": data.ArrayLayout(unsigned(spike_count_bits(cfg)), len(spike_layers(cfg))),
     })
+
 
 
 class Top(wiring.Component):
@@ -45,17 +50,24 @@ class Top(wiring.Component):
     result : Out(stream.Signature(result_layout(cfg)))
         One payload per image: ``cls`` (argmax, ties to the lowest class), ``logits`` (the
         integer logits summed over T, signed Widths.logit_bits each), ``cycles`` (clock cycles
-        from the first pixel's handshake to result.valid). Held until ready.
+        from the first pixel's handshake to result.valid), ``spikes`` (per spike layer, the
+        spikes of the image over t, tokens and channels: quant.golden.spike_counts). Held until ready.
     trace : Out(trace_signature(cfg))   only with trace=True
         ``valid`` Out(1) and ``payload`` Out(trace_layout(cfg)), no ready: the network never
         waits for it, so tracing cannot change timing. One record per LIF row computed, at most
         one per cycle; see hw.trace.decode_trace.
     config_hash : Out(32)   the ModelConfig's hash32 (the host refuses a mismatch).
-    wload : In(stream.Signature(StructLayout{addr, data}))   only with weights="loadable"
-        Writes one SpikeLinear weight row (`Program` memory map); ready while idle.
+    wload : In(stream.Signature(wload_layout(image)))   only with weights="loadable"
+        Bytes of the parameter image (hw.param_image.ParamImage(cfg, lanes)), each with its byte
+        address; ready while no image is being computed (in the pixel-loading state). The bytes
+        of a row must come in address order, one row after the other (a row's bytes may be
+        spread over time); padding bytes are taken and ignored. A row is written into its
+        memory the cycle after its last byte.
 
     Latency: H*W*C pixel cycles + the Sequencer's schedule + 2; see docs/hardware.md for measured
-    cycles per image. Resources: the Sequencer's.
+    cycles per image. wload: 1 byte per cycle, a row written 1 cycle after its last byte.
+    Resources: the Sequencer's; loadable: a row buffer of 8 x max row bytes flip-flops, the
+    address decode (two compares per segment) and a write port on every parameter memory.
     """
 
     def __init__(self, artifact_or_cfg, hw_cfg=None, trace: bool = False, fault=None):
@@ -87,10 +99,9 @@ class Top(wiring.Component):
         }
         if trace:
             members["trace"] = Out(trace_signature(cfg))
+        self.image = self.program.image
         if hw_cfg.weights == "loadable":
-            members["wload"] = In(stream.Signature(data.StructLayout({
-                "addr": unsigned(ubits(len(self.program.weight_rows) - 1)),
-                "data": unsigned(self.program.P * cfg.weight_bits)})))
+            members["wload"] = In(stream.Signature(wload_layout(self.image)))
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -107,12 +118,14 @@ class Top(wiring.Component):
         with m.If(counting):
             m.d.sync += cycles.eq(cycles + 1)
         m.d.comb += [core.pix_addr.eq(idx), core.pix_data.eq(self.pixels.payload)]
+        take_byte = Signal()
+        if self.hw_cfg.weights == "loadable":
+            self._elaborate_wload(m, core, take_byte)
         with m.FSM():
             with m.State("LOAD"):
                 m.d.comb += self.pixels.ready.eq(1)
                 if self.hw_cfg.weights == "loadable":
-                    m.d.comb += [self.wload.ready.eq(1), core.w_en.eq(self.wload.valid),
-                                 core.w_addr.eq(self.wload.payload.addr), core.w_data.eq(self.wload.payload.data)]
+                    m.d.comb += [self.wload.ready.eq(1), take_byte.eq(self.wload.valid)]
                 with m.If(self.pixels.valid):
                     m.d.comb += core.pix_en.eq(1)
                     m.d.sync += idx.eq(idx + 1)
@@ -127,10 +140,38 @@ class Top(wiring.Component):
             with m.State("RUN"):
                 with m.If(core.done):
                     m.d.sync += [counting.eq(0), self.result.valid.eq(1), self.result.payload.cls.eq(core.cls),
-                                 self.result.payload.logits.eq(core.logits), self.result.payload.cycles.eq(cycles)]
+                                 self.result.payload.logits.eq(core.logits), self.result.payload.cycles.eq(cycles),
+                                 self.result.payload.spikes.eq(core.spike_counts)]
                     m.next = "OUT"
             with m.State("OUT"):
                 with m.If(self.result.ready):
                     m.d.sync += self.result.valid.eq(0)
                     m.next = "LOAD"
         return m
+
+    def _elaborate_wload(self, m, core, take_byte):
+        """Parameter image bytes -> rows -> the Sequencer's write bus (hw.param_image layout)."""
+        img = self.image
+        addr, byte = self.wload.payload.addr, self.wload.payload.data
+        # The last max_row_bytes bytes taken, the newest on top: after a row's row_bytes bytes its
+        # word is the top 8*row_bytes bits, byte 0 lowest (little-endian rows).
+        buf = Signal(8 * img.max_row_bytes)
+        commit = Signal()
+        c_seg = Signal(range(len(SEGMENTS)))
+        c_row = Signal(range(img.max_depth))
+        m.d.sync += commit.eq(0)
+        with m.If(take_byte):
+            for i, sg in enumerate(img.segments):
+                rel = (addr - sg.base)[:max(1, (sg.end - sg.base - 1).bit_length())]
+                b = rel[:sg.shift] if sg.shift else Const(0, 1)
+                with m.If((addr >= sg.base) & (addr < sg.end)):
+                    with m.If(b < sg.row_bytes):  # a padding byte is taken and dropped
+                        m.d.sync += buf.eq(Cat(buf[8:], byte))
+                    with m.If(b == sg.row_bytes - 1):
+                        m.d.sync += [commit.eq(1), c_seg.eq(i), c_row.eq(rel[sg.shift:])]
+        m.d.comb += [core.w_en.eq(commit), core.w_seg.eq(c_seg), core.w_addr.eq(c_row)]
+        with m.Switch(c_seg):
+            for i, sg in enumerate(img.segments):
+                lo = 8 * (img.max_row_bytes - sg.row_bytes)
+                with m.Case(i):
+                    m.d.comb += core.w_data.eq(buf[lo:lo + sg.width])

@@ -36,7 +36,7 @@ from model.config import ModelConfig
 from quant.artifact import Artifact
 from quant.contract import ACC, argmax_lowest, lif_step, requantize, sdsa_v1, spike_linear
 
-__all__ = ["patchify", "forward", "predict", "spike_layers", "check_images"]
+__all__ = ["patchify", "forward", "predict", "spike_layers", "spike_counts", "check_images"]
 
 
 def check_images(cfg: ModelConfig, images: np.ndarray) -> np.ndarray:
@@ -77,6 +77,17 @@ def spike_layers(cfg: ModelConfig) -> list[str]:
         names += [p + s for s in ("q", "k", "v", "kv", "attn", "mlp_in", "fc1")]
     names.append("head")
     return names
+
+
+def spike_counts(cfg: ModelConfig, record: dict[str, np.ndarray]) -> np.ndarray:
+    """[B, len(spike_layers(cfg))] int64: per image, the spikes of every spike layer summed over
+    t, tokens and channels (kv: over t and channels), from `forward`'s record (record=True).
+    What the hardware counts and the host link's RESULT carries."""
+    names = spike_layers(cfg)
+    missing = [n for n in names if n not in record]
+    if missing:
+        raise ValueError(f"spike_counts: the record lacks {missing[0]}; run forward(..., record=True)")
+    return np.stack([record[n].reshape(len(record[n]), -1).sum(axis=1, dtype=ACC) for n in names], axis=1)
 
 
 def forward(artifact: Artifact, images: np.ndarray, record: bool = True) -> dict[str, np.ndarray]:
