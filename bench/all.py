@@ -5,7 +5,10 @@ exist under ``bench/``, then any other bench module (never ``all`` or ``summary`
 own process ``python -m bench <name>`` with ``--smoke`` (and ``--out-dir``) passed on when given.
 Latency must come before cpu, which reads its JSON. The whole run has ``--budget-min`` minutes
 (default 60): a bench still running when the budget is spent is stopped (its process group) and
-reported as ``timeout``; benches not started for lack of time are ``skipped``. At the end
+reported as ``timeout``; benches not started for lack of time are ``skipped``. ``hw`` (bitstream
+builds, 2 to 10 minutes each when not cached) gets ``--budget-min`` of half the time left when it
+starts, so that the benches after it keep the other half: it starts no build it cannot finish in
+its share (cached builds cost nothing) and says which it left out. At the end
 `bench.summary.write_summary` writes ``SUMMARY.md`` from the JSON results in the results folder
 (``--out-dir`` when given, else ``bench/results``).
 
@@ -27,6 +30,9 @@ from bench.common import RESULTS, table
 ROOT = Path(__file__).resolve().parent.parent
 ORDER = ("golden", "sim", "latency", "cpu", "energy", "hw", "area", "stf", "accuracy")
 NOT_BENCHES = ("all", "summary")
+# Benches that take --budget-min and skip work rather than be stopped midway: the share of the
+# time left (when they start) that they may use.
+BUDGET_SHARE = {"hw": 0.5}
 
 
 def plan() -> list[str]:
@@ -80,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         if left < 5:
             rows.append([n, "skipped (budget spent)", "-", "-"])
             continue
-        status, rc, secs = _run_one(n, extra, left)
+        own = []
+        if n in BUDGET_SHARE and not args.smoke:
+            own = ["--budget-min", f"{BUDGET_SHARE[n] * left / 60:.1f}"]
+        status, rc, secs = _run_one(n, extra + own, left)
         rows.append([n, status, "-" if rc is None else rc, round(secs, 1)])
     from bench.summary import write_summary
 

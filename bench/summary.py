@@ -3,7 +3,7 @@
 One short Markdown table per ``*.json`` of the results folder (``--dir``), each headed by the
 benchmark's name, the date it was measured and the machine (from the ``machine`` field that
 `bench.common.write_json` adds). The benchmarks this repository knows (golden, sim, latency, cpu,
-energy and their ``-smoke`` variants) get a table of their headline figures; any other JSON gets
+energy, hw and their ``-smoke`` variants) get a table of their headline figures; any other JSON gets
 its top-level numbers and strings, or its ``rows`` when it has them. `write_summary` is what
 ``python -m bench all`` calls at its end.
 """
@@ -84,8 +84,24 @@ def _generic(d):
     return table(["field", "value"], [[k, _f(v, 3)] for k, v in items])
 
 
+def _hw(d):
+    def res(r, k):
+        x = (r.get("resources") or {}).get(k)
+        return "-" if not x or x["used"] is None else (f"{x['used']} / {x['available']}" if x["available"] else str(x["used"]))
+
+    rows = [[r["variant"], r["point"] + (f" ({r['preset']})" if r.get("preset") else ""), r["status"],
+             res(r, "LUT4"), res(r, "FF"), res(r, "EBR"), res(r, "MULT18"), _f(r.get("fmax_mhz"), 2),
+             _f(r.get("cycles_mean")), _f(r.get("us_per_image"), 1),
+             "-" if r.get("images_per_s") is None else round(r["images_per_s"])] for r in d["rows"]]
+    return (table(["variant", "lanes x token lanes", "status", "LUT4", "FF", "EBR", "MULT18", "Fmax MHz",
+                   "cycles/image", "us/image", "images/s"], rows)
+            + f"\n\n{d['mode']}; requested clock {d['clock_mhz']:g} MHz; cycles: Verilator, {d['images']} images, "
+              f"bit-exact; us/image = cycles / Fmax. Built from commit {str(d.get('commit'))[:12]}"
+            + (" with uncommitted design changes" if d.get("uncommitted_design_sources") else "") + ".")
+
+
 FORMATTERS: dict[str, Callable[[dict], str]] = {"golden": _golden, "sim": _sim, "latency": _latency, "cpu": _cpu,
-                                                "energy": _energy}
+                                                "energy": _energy, "hw": _hw}
 
 
 def render(folder: Path) -> str:
