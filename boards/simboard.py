@@ -272,8 +272,9 @@ class SimBoard:
 
     @classmethod
     def for_artifact(cls, artifact, core: str = "rtl", hw="small", **kw) -> "SimBoard":
-        """A board for `artifact`: ``core="rtl"`` (NetworkCore with HW preset or config `hw`) or
-        ``"golden"`` (GoldenCore); keyword arguments go to `SimBoard`."""
+        """A board for `artifact`: ``core="rtl"`` (NetworkCore with HW preset or config `hw`; with
+        ``weights="loadable"`` the artifact is only the power-on contents) or ``"golden"``
+        (GoldenCore, weights fixed); keyword arguments go to `SimBoard`."""
         from model.config import HW_PRESETS
 
         hw_cfg = HW_PRESETS[hw] if isinstance(hw, str) else hw
@@ -288,7 +289,9 @@ class SimBoard:
         else:
             raise ValueError(f"core must be 'rtl' or 'golden', not {core!r}")
         clock_hz = kw.get("clock_hz", 1e6)
-        return cls(c, identity_for(artifact.config, hw_cfg, clock_khz=round(clock_hz / 1000)), **kw)
+        # GoldenCore's weights are the artifact's, fixed: it never advertises LOADABLE
+        loadable = getattr(c, "image", None) is not None
+        return cls(c, identity_for(artifact.config, hw_cfg, clock_khz=round(clock_hz / 1000), loadable=loadable), **kw)
 
     # --- time ---------------------------------------------------------------------------
     @property

@@ -10,6 +10,9 @@
 datapath) in Amaranth's simulator instead of opening a serial port: the same host code, 10-15 s
 per image with the RTL core, 1-2 s with the golden stand-in. The protocol is docs/host-protocol.md; errors are one line that names the
 problem and the fix, with exit status 1 (2 for bad arguments).
+
+The same tool serves every board of `hw.platforms.BOARDS` (``python -m boards.orangecrab`` is
+``main(board="orangecrab")``): only the default port and the texts differ (`HOST_BOARDS`).
 """
 
 from __future__ import annotations
@@ -18,13 +21,42 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from boards.host import HostError, LinkTimeout, open_serial
+from boards.protocol import LOAD_CHUNK_MAX
 
-__all__ = ["main", "read_png", "image_shape_for"]
+__all__ = ["main", "build_parser", "read_png", "image_shape_for", "HostBoard", "HOST_BOARDS"]
+
+
+@dataclass(frozen=True)
+class HostBoard:
+    """What the host tool says about one board (its name is `hw.platforms.BOARDS`' key)."""
+
+    name: str
+    module: str        # python -m <module>
+    description: str   # --help's first line
+    port: str          # default serial port
+    port_help: str
+
+
+HOST_BOARDS = {
+    "ulx3s": HostBoard(
+        "ulx3s", "boards.ulx3s",
+        "Host tool for a ULX3S running an STF-FPGA bitstream, over its USB serial port.",
+        "/dev/ttyUSB0", "serial port of the board (the ULX3S's FTDI)"),
+    # The OrangeCrab has no USB-UART: a 3.3 V USB-serial adapter (FTDI, CP210x, CH340: all
+    # /dev/ttyUSB0 on Linux) on the Feather header carries the link (docs/build.md).
+    "orangecrab": HostBoard(
+        "orangecrab", "boards.orangecrab",
+        "Host tool for an OrangeCrab r0.2 running an STF-FPGA bitstream, over a 3.3 V USB-serial "
+        "adapter on its Feather header.",
+        "/dev/ttyUSB0", "serial port of the 3.3 V USB-serial adapter wired to the OrangeCrab's "
+                        "Feather pins 0 (its RX: the adapter's TX), 1 (its TX: the adapter's RX) and GND"),
+}
 
 
 class CLIError(Exception):
@@ -129,7 +161,8 @@ def _connect(args):
             art, src = _load_artifact(args.sim_artifact), args.sim_artifact
         else:
             art, src = default_artifact()
-        board = SimBoard.for_artifact(art, core=args.sim_core, hw=args.sim_hw)
+        hw = _sim_hw(args)
+        board = SimBoard.for_artifact(art, core=args.sim_core, hw=hw)
         per = "about 10-15 s" if args.sim_core == "rtl" else "about 1-2 s"
         print(f"SIMULATED board (no serial port): BoardTop in Amaranth's simulator, {args.sim_core} core, "
               f"artifact {src}; {per} of wall time per image", file=sys.stderr)
@@ -140,18 +173,30 @@ def _connect(args):
     return Host(transport, timeout=args.timeout, retries=args.retries), f"{args.port} at {args.baud} baud", None
 
 
-def _identify(host, label):
+def _sim_hw(args):
+    """The simulated RTL board's HardwareConfig: --sim-hw (preset or JSON) with --sim-weights."""
+    from hw.verilog import parse_hw_config
+    from model.config import ConfigError, HardwareConfig
+
+    try:
+        hw = parse_hw_config(args.sim_hw)
+    except (ConfigError, ValueError) as e:
+        raise CLIError(f"--sim-hw: {e}") from None
+    return HardwareConfig(**{**hw.to_dict(), "weights": args.sim_weights})
+
+
+def _identify(host, label, board_name: str = "ulx3s"):
     try:
         return host.identify()
     except LinkTimeout as e:
         raise CLIError(
-            f"no board answered on {label}: {e}. Is the bitstream loaded (python -m hw.build --board ulx3s "
+            f"no board answered on {label}: {e}. Is the bitstream loaded (python -m hw.build --board {board_name} "
             "--program) and the baud rate the bitstream's (--baud)?"
         ) from None
 
 
 def cmd_info(args, host, label, board) -> int:
-    ident = _identify(host, label)
+    ident = _identify(host, label, args.host_board.name)
     shell = "  (a shell bitstream: no network, refuses CLASSIFY)" if ident.config_hash32 == 0 else ""
     rows = [
         ("board", label),
@@ -175,11 +220,32 @@ def cmd_info(args, host, label, board) -> int:
     return 0
 
 
+def _load_weights(args, host, art, path, board) -> None:
+    """Host.load_weights with a progress bar and a one-line summary (bytes, chunks, time)."""
+    from tqdm import tqdm
+
+    t0 = time.monotonic()
+    bar = tqdm(unit="B", unit_scale=True, disable=args.quiet, file=sys.stderr, desc="LOAD_WEIGHTS")
+
+    def progress(sent, total):
+        bar.total = total
+        bar.update(sent - bar.n)
+
+    try:
+        acks = host.load_weights(art, path, chunk_size=args.chunk, progress=progress)  # WeightsBaked, ...
+    finally:
+        bar.close()
+    dt = max(time.monotonic() - t0, 1e-9)
+    sent = sum(a.length for a in acks)
+    print(f"loaded {path}: {sent} bytes of the {acks[-1].image_size}-byte parameter image in {len(acks)} chunks, "
+          f"every chunk's CRC-16 verified by the device ({dt:.2f} s{', simulated board' if board else ''}; "
+          f"link: {host.stats.retries} retries, {host.stats.naks} NAKs)")
+
+
 def cmd_load(args, host, label, board) -> int:
     art = _load_artifact(args.artifact_file)
-    _identify(host, label)
-    host.load_weights(art, args.artifact_file)  # raises WeightsBaked / ConfigMismatch with the fix
-    print(f"loaded {args.artifact_file}")
+    _identify(host, label, args.host_board.name)
+    _load_weights(args, host, art, args.artifact_file, board)
     return 0
 
 
@@ -216,19 +282,31 @@ def _images(args, ident, cfg):
 def cmd_classify(args, host, label, board) -> int:
     from tqdm import tqdm
 
-    ident = _identify(host, label)
-    art = _load_artifact(args.artifact) if args.artifact else None
+    ident = _identify(host, label, args.host_board.name)
+    if args.load and args.artifact and Path(args.load).resolve() != Path(args.artifact).resolve():
+        raise CLIError("--load and --artifact name different artifacts; the answers are compared with the "
+                       "loaded one (give only --load)")
+    art = _load_artifact(args.artifact or args.load) if (args.artifact or args.load) else None
     if art is not None:
-        host.check_config(art.config.hash32, args.artifact)  # refuse before sending
-    elif board is not None:
+        host.check_config(art.config.hash32, args.artifact or args.load)  # refuse before sending
+    if args.load:
+        _load_weights(args, host, art, args.load, board)
+    elif art is None and board is not None:
         art = board.core.artifact if hasattr(board.core, "artifact") else board.core.top.artifact
     cfg = art.config if art is not None else None
     x, y, names = _images(args, ident, cfg)
     ref = None
     if art is not None:
-        from quant.golden import predict
+        from quant.golden import forward, spike_counts
 
-        ref = predict(art, x.reshape((len(x),) + tuple(cfg.image_shape)))
+        imgs = x.reshape((len(x),) + tuple(cfg.image_shape))
+        ref_pred, ref_logits, ref_spikes = [], [], []
+        for i in range(0, len(imgs), 256):
+            g = forward(art, imgs[i:i + 256], record=True)
+            ref_pred.append(g["pred"])
+            ref_logits.append(g["logits"])
+            ref_spikes.append(spike_counts(cfg, g))
+        ref = (np.concatenate(ref_pred), np.concatenate(ref_logits), np.concatenate(ref_spikes))
     results = []
     t0 = time.monotonic()
     bar = tqdm(total=len(x), unit="img", disable=args.quiet or len(x) < 2, file=sys.stderr)
@@ -241,18 +319,28 @@ def cmd_classify(args, host, label, board) -> int:
     dt = max(time.monotonic() - t0, 1e-9)
     pred = np.array([r.cls for r in results])
     cycles = np.array([r.cycles for r in results], np.int64)
+    from quant.golden import spike_layers
+
+    layer_names = (spike_layers(cfg) if cfg is not None and len(spike_layers(cfg)) == ident.spike_layers
+                   else [f"layer{k}" for k in range(ident.spike_layers)])
     rows = []
     for i, r in enumerate(results):
-        row = {"image": names[i], "class": r.cls, "logits": list(r.logits), "cycles": r.cycles}
+        row = {"image": names[i], "class": r.cls, "logits": list(r.logits), "cycles": r.cycles,
+               "spike_counts": list(r.spike_counts)}
         if y is not None:
             row["label"] = int(y[i])
         if ref is not None:
-            row["golden_agrees"] = bool(r.cls == ref[0][i] and list(r.logits) == ref[1][i].tolist())
+            # spike counts too, where the bitstream reports them
+            row["golden_agrees"] = bool(r.cls == ref[0][i] and list(r.logits) == ref[1][i].tolist()
+                                        and (not r.spike_counts or list(r.spike_counts) == ref[2][i].tolist()))
         rows.append(row)
     if len(x) <= args.show:
         for row in rows:
             extra = f"  label {row['label']}" if "label" in row else ""
             print(f"{row['image']}: class {row['class']}{extra}  logits {row['logits']}  cycles {row['cycles']}")
+            if args.spikes:
+                print("    spikes " + (", ".join(f"{n} {c}" for n, c in zip(layer_names, row["spike_counts"]))
+                                       or "(this bitstream reports no spike counts)"))
     summary = {
         "board": label, "simulated": board is not None, "images": len(x), "seconds": round(dt, 3),
         "images_per_s": round(len(x) / dt, 3), "mean_cycles": float(cycles.mean()),
@@ -287,10 +375,12 @@ def cmd_classify(args, host, label, board) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(board: str = "ulx3s") -> argparse.ArgumentParser:
+    hb = HOST_BOARDS[board]
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    ap = argparse.ArgumentParser(prog="python -m boards.ulx3s", description=__doc__.split("\n\n")[0], formatter_class=fmt)
-    ap.add_argument("--port", default="/dev/ttyUSB0", help="serial port of the board (the ULX3S's FTDI)")
+    ap = argparse.ArgumentParser(prog=f"python -m {hb.module}", description=hb.description, formatter_class=fmt)
+    ap.set_defaults(host_board=hb)
+    ap.add_argument("--port", default=hb.port, help=hb.port_help)
     ap.add_argument("--baud", type=int, default=115200, help="UART bit rate; must be the bitstream's")
     ap.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each response (serial)")
     ap.add_argument("--retries", type=int, default=3, help="extra attempts after a timeout or a damaged frame")
@@ -300,16 +390,22 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--sim-artifact", default=None,
                     help="with --sim: the artifact baked into the simulated board (default: "
                          "artifacts/digits-tiny.npz, or a random digits-tiny artifact without it)")
-    ap.add_argument("--sim-hw", default="small", help="with --sim and rtl: HW_PRESETS name")
+    ap.add_argument("--sim-hw", default="small", help="with --sim and rtl: HW_PRESETS name or JSON object")
+    ap.add_argument("--sim-weights", choices=("baked", "loadable"), default="loadable",
+                    help="with --sim and rtl: weights baked in, or loadable over the link (LOAD_WEIGHTS); the "
+                         "simulated board starts with the --sim-artifact's weights either way")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     sub = ap.add_subparsers(dest="command", required=True, metavar="{info,load,classify}")
 
     p = sub.add_parser("info", help="what the board's bitstream is (IDENTIFY)", formatter_class=fmt)
     p.add_argument("--artifact", default=None, help="also check this artifact's config hash against the board's")
 
-    p = sub.add_parser("load", help="load an artifact's weights (baked bitstreams say how to rebuild)",
+    p = sub.add_parser("load", help="load an artifact's weights over the link and verify them (baked bitstreams "
+                                    "say how to rebuild)",
                        formatter_class=fmt)
     p.add_argument("artifact_file", metavar="ARTIFACT", help="artifact .npz")
+    p.add_argument("--chunk", type=int, default=LOAD_CHUNK_MAX,
+                   help="bytes per LOAD_WEIGHTS frame (whole rows are sent; at most the device's buffer)")
 
     p = sub.add_parser("classify", help="classify PNG images or a data set's images", formatter_class=fmt)
     p.add_argument("images", nargs="*", metavar="IMAGE.png", help="image files")
@@ -327,13 +423,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--invert", action="store_true", help="PNG: dark ink on a light background")
     p.add_argument("--resize", action="store_true", help="PNG: scale to the model's size (needs Pillow)")
     p.add_argument("--show", type=int, default=20, help="print one line per image when at most this many")
+    p.add_argument("--spikes", action="store_true", help="also print each image's spike count per layer")
+    p.add_argument("--load", default=None, metavar="ARTIFACT",
+                   help="load this artifact's weights first (loadable bitstreams) and compare with its golden model")
+    p.add_argument("--chunk", type=int, default=LOAD_CHUNK_MAX, help="with --load: bytes per LOAD_WEIGHTS frame")
     p.add_argument("--out", default=None, help="write results and summary to this JSON file (atomically)")
     p.add_argument("--force", action="store_true", help="replace an existing --out file")
     return ap
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv=None, *, board: str = "ulx3s") -> int:
+    args = build_parser(board).parse_args(argv)
     if args.retries < 0 or args.timeout <= 0:
         print(f"error: --retries must be >= 0 and --timeout > 0 (got {args.retries}, {args.timeout})", file=sys.stderr)
         return 2

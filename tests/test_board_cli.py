@@ -137,7 +137,7 @@ def test_load_says_weights_are_baked(capsys):
     rc, out, err = run(capsys, *SIM, "load", art)
     line = one_line_error(err)
     assert rc == 1
-    assert "weights baked in (IDENTITY flags 0x00: not loadable)" in line
+    assert "weights baked in (IDENTITY flags 0x02: not loadable)" in line  # 0x02: spike counts
     assert f"rebuild the bitstream with it: python -m hw.build --board ulx3s --artifact {art} --program" in line
 
 
