@@ -14,9 +14,12 @@ from pathlib import Path
 HERE = Path(__file__).parent
 
 
+HELPERS = ("common", "train_variants")  # modules of shared code, not benchmarks
+
+
 def available() -> list[str]:
     return sorted(
-        m.name for m in pkgutil.iter_modules([str(HERE)]) if not m.name.startswith("_") and m.name != "common"
+        m.name for m in pkgutil.iter_modules([str(HERE)]) if not m.name.startswith("_") and m.name not in HELPERS
     )
 
 

@@ -3,7 +3,7 @@
 One short Markdown table per ``*.json`` of the results folder (``--dir``), each headed by the
 benchmark's name, the date it was measured and the machine (from the ``machine`` field that
 `bench.common.write_json` adds). The benchmarks this repository knows (golden, sim, latency, cpu,
-energy, hw and their ``-smoke`` variants) get a table of their headline figures; any other JSON gets
+energy, hw, stf, accuracy and their ``-smoke`` variants) get a table of their headline figures; any other JSON gets
 its top-level numbers and strings, or its ``rows`` when it has them. `write_summary` is what
 ``python -m bench all`` calls at its end.
 """
@@ -100,8 +100,43 @@ def _hw(d):
             + (" with uncommitted design changes" if d.get("uncommitted_design_sources") else "") + ".")
 
 
+def _stf(d):
+    parts = []
+    for ds, e in d["datasets"].items():
+        b = e["budget"]
+        modes = list(e["modes"])
+        fg = [k for k in e["modes"][modes[0]]["aggregate"]["fgsm"] if k != "clean"]
+        tk = list(e["modes"][modes[0]]["aggregate"]["temporal"])
+        pm = lambda x: f"{100 * x['mean']:.2f} ± {100 * x['std']:.2f}"  # noqa: E731
+        rows = []
+        for m in modes:
+            a = e["modes"][m]["aggregate"]
+            rows.append([m, pm(a["golden_accuracy"]), _f(a["layers"]["enc"]["neuron_entropy_bits"]["mean"], 3),
+                         _f(a["mean_neuron_entropy_bits"]["mean"], 3), _f(100 * a["mean_rate"]["mean"], 1),
+                         pm(a["fgsm"][fg[-1]]) if fg else "-", pm(a["temporal"][tk[0]]), pm(a["temporal"][tk[-1]])])
+        parts.append(f"{ds}: {b['config']}, {b['epochs']} epochs on {b['train_images']} training images, "
+                     f"{len(b['seeds'])} seed(s), {b['test_images']} test images\n\n"
+                     + table(["stf", "integer acc %", "enc per-neuron H (bits)", "all-layer per-neuron H", "mean rate %",
+                              f"FGSM k={fg[-1] if fg else '-'} acc %", f"T'={tk[0]} acc %", f"T'={tk[-1]} acc %"], rows))
+    return "\n\n".join(parts) + "\n\nFull tables: `stf.md`."
+
+
+def _accuracy(d):
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.2f}"
+
+    def rtl(r):
+        if "skipped" in r or "error" in r:
+            return "skipped" if "skipped" in r else "error"
+        return f"{r['bit_exact']}/{r['images']} bit-exact"
+
+    return table(["dataset", "config", "weight bits", "T", "float %", "QAT %", "golden %", "RTL sample"],
+                 [[r["dataset"], r["config"], r["weight_bits"], r["timesteps"], pct(r["float_accuracy"]),
+                   pct(r["qat_accuracy"]), pct(r["golden_accuracy"]), rtl(r["rtl"])] for r in d["rows"]])
+
+
 FORMATTERS: dict[str, Callable[[dict], str]] = {"golden": _golden, "sim": _sim, "latency": _latency, "cpu": _cpu,
-                                                "energy": _energy, "hw": _hw}
+                                                "energy": _energy, "hw": _hw, "stf": _stf, "accuracy": _accuracy}
 
 
 def render(folder: Path) -> str:

@@ -100,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="tet: mean of the cross-entropies of each timestep's logits; sum: cross-entropy of the summed logits")
     ap.add_argument("--init-rate", type=float, default=0.2, help="target firing rate of the threshold initialisation")
     ap.add_argument("--pos-std", type=float, default=1.0, help="initial position table std, relative to the patch embedding's")
+    ap.add_argument("--train-subset", type=int, default=0,
+                    help="train on the first N images of the training split only (0: all); for reduced-budget experiments")
+    ap.add_argument("--test-subset", type=int, default=0,
+                    help="evaluate each epoch on the first N images of the test split only (0: all)")
     return ap
 
 
@@ -176,6 +180,13 @@ def _load_data(cfg: ModelConfig, args):
             f"config {cfg.name} has pixel_bits={cfg.pixel_bits} but {args.dataset} pixels need "
             f"{dataset_pixel_bits(args.dataset)} bits; pick a matching --config"
         )
+    for flag, n, total in (("--train-subset", args.train_subset, len(xtr)), ("--test-subset", args.test_subset, len(xte))):
+        if n < 0 or n > total:
+            raise TrainError(f"{flag} must be in [0, {total}] ({args.dataset} has {total} images there; 0 means all), got {n}")
+    if args.train_subset:
+        xtr, ytr = xtr[: args.train_subset], ytr[: args.train_subset]
+    if args.test_subset:
+        xte, yte = xte[: args.test_subset], yte[: args.test_subset]
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a).astype(np.int64))  # noqa: E731
     return t(xtr), t(ytr), t(xte), t(yte)
 
@@ -252,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                     raise TrainError(f"--resume: the run in {out} uses --{key} {old[key]}, not {getattr(args, key)}")
             for key in ("dataset", "data_dir", "seed", "lr", "batch_size", "shift_prob", "init_rate", "pos_std", "ema", "loss"):
                 setattr(args, key, old[key])
+            for key in ("train_subset", "test_subset"):  # absent from runs made before these options
+                setattr(args, key, old.get(key, 0))
         else:
             cfg = _resolve_config(args)
         xtr, ytr, xte, yte = _load_data(cfg, args)
