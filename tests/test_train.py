@@ -47,6 +47,16 @@ def test_run_writes_checkpoint_metrics_curves(cfg_file, tmp_path, capsys):
     assert "firing rates after threshold initialisation" in text and "epoch 1/1" in text
 
 
+def test_subsets_train_and_score_the_first_images(cfg_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(_args(cfg_file, out, "--train-subset", "100", "--test-subset", "40")) == 0
+    assert "digits: 100 train / 40 test images" in capsys.readouterr().out
+    args = json.loads(_ckpt(out)["args"])
+    assert (args["train_subset"], args["test_subset"]) == (100, 40)
+    acc = json.loads((out / train.METRICS).read_text())["epochs"][0]["test_accuracy"]
+    assert round(acc * 40) == pytest.approx(acc * 40)  # a whole number of the 40 images
+
+
 def test_refuses_existing_out_without_force(cfg_file, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
@@ -124,6 +134,9 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(cfg_file, tmp_path, monkeypatc
     (["--config", "fmnist-small", "--dataset", "fashion-mnist", "--data-dir", "/nonexistent/fm"],
      "data directory /nonexistent/fm does not exist"),
     (["--config", "fmnist-small", "--dataset", "digits"], "expects 28x28 images but digits has 8x8"),
+    (["--config", "digits-tiny", "--dataset", "digits", "--train-subset", "1438"],
+     "--train-subset must be in [0, 1437]"),
+    (["--config", "digits-tiny", "--dataset", "digits", "--test-subset", "-1"], "--test-subset must be in [0, 360]"),
 ])
 def test_bad_input_is_a_clear_error(tmp_path, capsys, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
