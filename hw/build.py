@@ -688,6 +688,7 @@ def main(argv=None) -> int:
         return 1
     print(format_report(report))
     print(f"wrote {report['dir']}/{NAME}.bit and report.json")
+    print(f"host link: {board.uart}; then python -m boards.{board.name} info")
     if args.program:
         progress(f"programming with {board.programmer}")
         try:

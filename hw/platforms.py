@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amaranth import ClockDomain, ClockSignal, Elaboratable, Module, ResetSignal, Signal
+from amaranth import Cat, ClockDomain, ClockSignal, Elaboratable, Module, ResetSignal, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
@@ -54,7 +54,8 @@ class Board:
     default_clock_mhz: float | None = None
     uart: str = "the board's USB serial port"
     resources: tuple = ()
-    leds: tuple[tuple[int, str, int, str | None], ...] = tuple((i, "led", i, None) for i in range(8))
+    leds: tuple[tuple[int | tuple[int, ...], str, int, str | None], ...] = tuple(
+        (i, "led", i, None) for i in range(8))
     optional_tools: tuple[str, ...] = ()
     program_target: str = "SRAM; lost at power-off"
     program_hint: str = "plugged in over USB, and allowed to open it: udev rules or plugdev group?"
@@ -118,9 +119,9 @@ BOARDS: dict[str, Board] = {
         uart="a 3.3 V USB-serial adapter on the Feather header: adapter TX to pin 0 (RX, N17), "
              "adapter RX to pin 1 (TX, M18), GND to GND",
         resources=_orangecrab_resources(),
-        # one RGB LED: green heartbeat (it only runs once the PLL has locked), blue busy, red the
-        # NAK count's low bit
-        leds=((0, "rgb_led", 0, "g"), (1, "rgb_led", 0, "b"), (3, "rgb_led", 0, "r")),
+        # one RGB LED: green heartbeat (it only runs once the PLL has locked), blue busy, red
+        # any of the NAK count's bits that the ULX3S shows (lit from the first NAK)
+        leds=((0, "rgb_led", 0, "g"), (1, "rgb_led", 0, "b"), ((3, 4, 5, 6, 7), "rgb_led", 0, "r")),
         # amaranth-boards appends a DFU suffix with dfu-util's dfu-suffix; openFPGALoader needs
         # none (it takes 1209:5af0 from its board table)
         optional_tools=("dfu-suffix",),
@@ -253,11 +254,13 @@ class BoardTop(Elaboratable):
             uart = platform.request("uart", 0)
             m.d.comb += [self.uart_rx.eq(uart.rx.i), uart.tx.o.eq(self.uart_tx)]
             requested = {}  # a resource can be requested once; an RGB LED serves three bits
-            for bit, name, number, sub in self.board.leds:
+            for bits, name, number, sub in self.board.leds:
                 if (name, number) not in requested:
                     requested[name, number] = platform.request(name, number)
                 res = requested[name, number]
-                m.d.comb += (getattr(res, sub) if sub else res).o.eq(self.leds[bit])
+                # several bits: lit when any is (one bit stays a plain wire, as it always was)
+                lit = self.leds[bits] if isinstance(bits, int) else Cat(self.leds[b] for b in bits).any()
+                m.d.comb += (getattr(res, sub) if sub else res).o.eq(lit)
             beat_cycles = int(f_hz)
         else:
             beat_cycles = 1 << 10

@@ -19,8 +19,9 @@ import pytest
 
 from hw import build as hb
 from hw.build import BuildError, judge, main, overuse_message, parse_nextpnr_log, program
-from hw.platforms import get_board
-from model.config import PRESETS
+from hw.platforms import BOARDS, get_board
+from hw.pll import pll_params
+from model.config import HW_PRESETS, PRESETS
 from quant.artifact import random_artifact, save_artifact
 
 # python -m hw.build --board ulx3s --router router2 (85F, digits-tiny random artifact seed 0,
@@ -264,8 +265,10 @@ def one_error_line(err: str) -> str:
 
 
 @pytest.mark.parametrize("args, text", [
-    (["--board", "nosuch"], "unknown board 'nosuch'; choose one of ulx3s"),
+    (["--board", "nosuch"], "unknown board 'nosuch'; choose one of ulx3s, orangecrab"),
     (["--board", "ulx3s", "--variant", "99F"], "unknown ulx3s variant '99F'; choose one of 12F, 25F, 45F, 85F"),
+    (["--board", "orangecrab", "--variant", "12F"], "unknown orangecrab variant '12F'; choose one of 25F, 85F"),
+    (["--board", "orangecrab", "--clock", "1000"], "--clock: the ECP5 PLL output must be in"),
     (["--board", "ulx3s", "--hw-config", "huge"], "--hw-config 'huge' is neither a preset"),
     (["--board", "ulx3s", "--hw-config", '{"lanes": 0}'], "lanes"),
     (["--board", "ulx3s", "--clock", "1000"], "--clock: the ECP5 PLL output must be in"),
@@ -295,7 +298,12 @@ def test_default_artifact_is_the_shipped_one():
     with redirect_stdout(buf), pytest.raises(SystemExit):
         main(["--help"])
     text = " ".join(buf.getvalue().split())
-    assert "(default: artifacts/digits-tiny.npz)" in text and "(default: default)" in text
+    assert "(default: artifacts/digits-tiny.npz)" in text
+    # every board and its own defaults
+    assert "--board BOARD board: ulx3s, orangecrab" in text
+    assert "ulx3s 12F, 25F, 45F, 85F; orangecrab 25F, 85F; default: the board's own: ulx3s 85F; orangecrab 25F" in text
+    assert "(default: the board's own: ulx3s default; orangecrab small)" in text
+    assert "ulx3s the hardware config's clock_mhz, 100; orangecrab 40)" in text
 
 
 def test_existing_output_needs_force(capsys, tmp_path, artifact_path):
@@ -304,6 +312,74 @@ def test_existing_output_needs_force(capsys, tmp_path, artifact_path):
     rc, _, err = run(capsys, "--board", "ulx3s", "--artifact", artifact_path, "--out", tmp_path)
     assert rc == 2 and "ulx3s-85F exists; pass --force" in one_error_line(err)
     assert (tmp_path / "ulx3s-85F" / "mine.txt").read_text() == "keep"
+
+
+def test_orangecrab_default_variant_is_the_25F(capsys, tmp_path, artifact_path):
+    (tmp_path / "orangecrab-25F").mkdir()
+    rc, _, err = run(capsys, "--board", "orangecrab", "--artifact", artifact_path, "--out", tmp_path)
+    assert rc == 2 and "orangecrab-25F exists; pass --force" in one_error_line(err)
+
+
+# ---- boards ------------------------------------------------------------------------------------
+
+
+def test_board_table():
+    assert list(BOARDS) == ["ulx3s", "orangecrab"]
+    u, o = get_board("ulx3s"), get_board("orangecrab")
+    # the ULX3S as it always was
+    assert list(u.variants) == ["12F", "25F", "45F", "85F"]
+    assert (u.default_variant, u.default_hw_config, u.default_clock_mhz) == ("85F", "default", None)
+    assert (u.clock_resource, u.clock_in_mhz, u.program_args) == ("clk25", 25.0, ("-b", "ulx3s", "-m"))
+    assert u.leds == tuple((i, "led", i, None) for i in range(8)) and u.resources == ()
+    # the OrangeCrab r0.2: 48 MHz, the smallest config that fits the 25F at a clock it meets
+    assert list(o.variants) == ["25F", "85F"]
+    assert (o.default_variant, o.default_hw_config, o.default_clock_mhz) == ("25F", "small", 40.0)
+    assert (o.clock_resource, o.clock_in_mhz, o.program_args) == ("clk", 48.0, ("-b", "orangeCrab"))
+    assert o.optional_tools == ("dfu-suffix",)
+    for v, device in (("25F", "LFE5U-25F"), ("85F", "LFE5U-85F")):
+        p = o.platform(v)
+        assert (p.device, p.package, p.speed) == (device, "MG285", "8")
+        uart = p.lookup("uart", 0)  # added by the Board, on the Feather header
+        assert {s.name: (s.ios[0].names, s.ios[0].dir) for s in uart.ios} == {
+            "rx": (["io_0:0"], "i"), "tx": (["io_0:1"], "o")}  # Feather pins 0 and 1
+        feather = p.connectors["io", 0].mapping
+        assert (feather["0"], feather["1"]) == ("N17", "M18")
+    assert u.platform("85F").device == "LFE5U-85F"
+    p = pll_params(o.clock_in_mhz, o.default_clock_mhz)
+    assert p.f_out_mhz == 40.0 and (p.clki_div, p.clkfb_div, p.clkop_div) == (6, 5, 15)
+
+
+@pytest.mark.parametrize("board, variant, hw, clock, pll, lpf", [
+    ("ulx3s", "85F", "default", 100.0, "100 MHz (requested 100) = 25 MHz x 4 / 1, VCO 600 MHz / 6",
+     ['LOCATE COMP "clk25_0__io" SITE "G2";', 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;',
+      'FREQUENCY NET "pll.clk_out" 100000000.0 HZ;', 'LOCATE COMP "led_7__io" SITE "H3";']),
+    ("orangecrab", "25F", "small", 40.0, "40 MHz (requested 40) = 48 MHz x 5 / 6, VCO 600 MHz / 15",
+     ['LOCATE COMP "clk_0__io" SITE "A9";', 'FREQUENCY PORT "clk_0__io" 48000000.0 HZ;',
+      'FREQUENCY NET "pll.clk_out" 40000000.0 HZ;',
+      'LOCATE COMP "uart_0__rx__io" SITE "N17";', 'IOBUF PORT "uart_0__rx__io" IO_TYPE=LVCMOS33 PULLMODE=UP;',
+      'LOCATE COMP "uart_0__tx__io" SITE "M18";',
+      'LOCATE COMP "rgb_led_0__r__io" SITE "K4";', 'LOCATE COMP "rgb_led_0__g__io" SITE "M3";',
+      'LOCATE COMP "rgb_led_0__b__io" SITE "J3";']),
+], ids=["ulx3s", "orangecrab"])
+def test_board_defaults_reach_the_design_and_the_pin_file(tmp_path, monkeypatch, board, variant, hw, clock, pll, lpf):
+    """Only --board: the variant, hardware config and clock are the board's, and Amaranth's
+    constraint file has its pins. The tools are not run (the script "fails" at once)."""
+    monkeypatch.setattr(hb, "find_toolchain", lambda kind: {"YOSYS": "y", "NEXTPNR_ECP5": "n", "ECPPACK": "e"})
+    monkeypatch.setattr(hb, "_run_script", lambda *a: (1, {}))
+    monkeypatch.setattr(hb, "_which", lambda name: None)
+    monkeypatch.delenv("DFU_SUFFIX", raising=False)
+    with pytest.raises(BuildError) as e:
+        hb.build(board_name=board, variant=None, artifact_path=None, out=tmp_path, shell=True)
+    report = e.value.args[1]
+    assert (report["board"], report["variant"]) == (board, variant)
+    assert report["hw_config"] == {**HW_PRESETS[hw].to_dict(), "clock_mhz": clock}
+    assert report["clock"]["pll"] == pll and report["clock"]["pll_mhz"] == clock
+    assert report["skipped_tools"] == list(get_board(board).optional_tools)
+    text = (tmp_path / f"{board}-{variant}.failed" / "top.lpf").read_text()
+    for line in lpf:
+        assert line in text, line
+    if board == "orangecrab":
+        assert "led_0__io" not in text  # its only LED is the RGB one
 
 
 def test_toolchain_missing_is_named(monkeypatch):
@@ -347,6 +423,21 @@ def test_program_no_board(tmp_path, monkeypatch):
         program(bit, get_board("ulx3s"))
 
 
+def test_program_orangecrab_not_in_its_bootloader(tmp_path, monkeypatch):
+    # the error openFPGALoader's DFU class throws when no device answers to 1209:5af0
+    tool = fake_tool(tmp_path / "openFPGALoader", 'echo "No DFU compatible device found" >&2; exit 1')
+    bit = tmp_path / "top.bit"
+    bit.write_bytes(b"\xff")
+    monkeypatch.setenv("OPENFPGALOADER", str(tool))
+    with pytest.raises(BuildError, match=r"no orangecrab found by openFPGALoader \(in its DFU bootloader: hold "
+                                         r"the button while plugging in USB; .*\): No DFU compatible device found"):
+        program(bit, get_board("orangecrab"))
+    record = tmp_path / "args"
+    monkeypatch.setenv("OPENFPGALOADER", str(fake_tool(tmp_path / "ofl", f'echo "$@" > {record}')))
+    program(bit, get_board("orangecrab"))
+    assert record.read_text().split() == ["-b", "orangeCrab", str(bit)]
+
+
 def test_program_calls_the_board_args(tmp_path, monkeypatch):
     record = tmp_path / "args"
     tool = fake_tool(tmp_path / "ofl", f'echo "$@" > {record}')
@@ -370,6 +461,28 @@ def test_program_calls_the_board_args(tmp_path, monkeypatch):
 REPO = Path(__file__).resolve().parent.parent
 
 
+def report_equals_nextpnr(d: Path) -> dict:
+    """report.json of build folder `d` against nextpnr's log and its own JSON report; a built,
+    timing-met shell. Returns the report."""
+    report = json.loads((d / "report.json").read_text())
+    log = parse_nextpnr_log((d / "top.tim").read_text())
+    own = json.loads((d / "nextpnr-report.json").read_text())
+    for key, cell in hb.RESOURCES.items():
+        r_ = report["resources"][key]
+        assert (r_["used"], r_["available"]) == log.utilisation[cell], key
+        assert (r_["used"], r_["available"]) == (own["utilization"][cell]["used"],
+                                                 own["utilization"][cell]["available"]), key
+    assert report["resources"]["LUT4"]["used"] > 100 and report["resources"]["FF"]["used"] > 100
+    clk = report["core_clock"]
+    assert report["fmax_mhz"][clk]["achieved"] == log.fmax[clk][0]
+    assert report["fmax_mhz"][clk]["achieved"] == pytest.approx(own["fmax"][clk]["achieved"], abs=0.006)
+    # the log prints two decimals; the JSON has nextpnr's own rounding (a constraint derived from
+    # 48 MHz through the PLL is 40.0016 there: whole picoseconds)
+    assert report["fmax_mhz"][clk]["constrained"] == pytest.approx(own["fmax"][clk]["constraint"], abs=0.006)
+    assert report["timing_met"] is True and report["ok"] and report["error"] is None
+    return report
+
+
 def test_real_shell_build_report_equals_nextpnr(tmp_path):
     """The board shell for the 12F, then --program with no board attached.
 
@@ -388,20 +501,7 @@ def test_real_shell_build_report_equals_nextpnr(tmp_path):
     for f in ("top.bit", "top.svf", "top.tim", "top.rpt", "build.log", "report.json", "nextpnr-report.json"):
         assert (d / f).is_file(), f
     assert not (out / ".ulx3s-12F.tmp").exists()
-    report = json.loads((d / "report.json").read_text())
-    log = parse_nextpnr_log((d / "top.tim").read_text())
-    own = json.loads((d / "nextpnr-report.json").read_text())
-    for key, cell in hb.RESOURCES.items():
-        r_ = report["resources"][key]
-        assert (r_["used"], r_["available"]) == log.utilisation[cell], key
-        assert (r_["used"], r_["available"]) == (own["utilization"][cell]["used"],
-                                                 own["utilization"][cell]["available"]), key
-    assert report["resources"]["LUT4"]["used"] > 100 and report["resources"]["FF"]["used"] > 100
-    clk = report["core_clock"]
-    assert report["fmax_mhz"][clk]["achieved"] == log.fmax[clk][0]
-    assert report["fmax_mhz"][clk]["achieved"] == pytest.approx(own["fmax"][clk]["achieved"], abs=0.006)
-    assert report["fmax_mhz"][clk]["constrained"] == pytest.approx(own["fmax"][clk]["constraint"])
-    assert report["timing_met"] is True and report["ok"] and report["error"] is None
+    report = report_equals_nextpnr(d)
     assert report["clock"]["pll_mhz"] == 100.0 and report["seed"] == 1
     assert report["config_hash32"] == 0 and report["design"] == "shell"
     assert set(report["tools"]) == {"yosys", "nextpnr-ecp5", "ecppack"}
@@ -414,3 +514,24 @@ def test_real_shell_build_report_equals_nextpnr(tmp_path):
     # a second build into the same folder needs --force
     r = subprocess.run(cmd[:-3], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "exists; pass --force" in one_error_line(r.stderr)
+
+
+def test_real_orangecrab_shell_build(tmp_path):
+    """The OrangeCrab 25F board shell with only --board (its defaults: 40 MHz from 48 MHz), the
+    UART on the Feather pins; about 15 s on an idle core, as the 12F one."""
+    out = tmp_path / "build"
+    cmd = [sys.executable, "-m", "hw.build", "--board", "orangecrab", "--shell", "--out", str(out), "--seed", "1"]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    d = out / "orangecrab-25F"
+    report = report_equals_nextpnr(d)
+    assert (report["device"], report["package"]) == ("LFE5U-25F", "MG285")
+    assert report["clock"]["pll_mhz"] == 40.0 and report["fmax_mhz"][report["core_clock"]]["constrained"] == 40.0
+    tim = (d / "top.tim").read_text()
+    assert "Input frequency of PLL 'pll.pll' is constrained to 48.0 MHz" in tim
+    assert "Derived frequency constraint of 40.0 MHz for net clk" in tim
+    assert report["resources"]["MULT18"]["available"] == 28 and report["resources"]["EBR"]["available"] == 56
+    bit = (d / "top.bit").read_bytes()
+    # a DFU suffix ends with "UFD", its length (16) and a CRC-32: there exactly when dfu-suffix ran
+    has_suffix = bit[-8:-5] == b"UFD"
+    assert has_suffix == (report["skipped_tools"] == []), report["skipped_tools"]
