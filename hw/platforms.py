@@ -103,8 +103,8 @@ BOARDS: dict[str, Board] = {
     ),
     # OrangeCrab r0.2: its USB port goes to the FPGA itself (no USB-UART chip), so the host link
     # is on the Feather header through a 3.3 V USB-serial adapter. The 25F holds HW "small" (25 of
-    # 28 MULT18, as the ULX3S 25F); 40 MHz is 48 x 5 / 6 exactly, under the ~44 MHz Fmax of the
-    # datapath (docs/build.md).
+    # 28 MULT18, as the ULX3S 25F); 40 MHz is 48 x 5 / 6 exactly, far under the 76.7 MHz nextpnr
+    # reached there (docs/build.md), a margin for datapath changes.
     "orangecrab": Board(
         name="orangecrab",
         variants={v: f"amaranth_boards.orangecrab_r0_2:OrangeCrabR0_2_{v}Platform" for v in ("25F", "85F")},

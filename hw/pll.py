@@ -106,7 +106,7 @@ class ECP5PLL(Elaboratable):
     Attributes
     ----------
     clk_in : Signal, in
-        The reference clock (a pad clock; the ULX3S's 25 MHz ``clk25``).
+        The reference clock (a pad clock: the ULX3S's 25 MHz ``clk25``, the OrangeCrab's 48 MHz ``clk``).
     clk_out : Signal, out
         ``params.f_out_mhz``.
     locked : Signal, out
