@@ -333,20 +333,29 @@ def parse_nak(payload: bytes) -> tuple[int, int]:
 
 # Documentation ---------------------------------------------------------------------------------
 
+CYCLES_EXAMPLE = 11800  # hw.cycles.image_cycles of that image, HW "small"
+
+
 def doc_examples() -> dict[str, bytes]:
     """The example frames of docs/host-protocol.md (a test checks the doc against these).
 
     ``python -m boards.protocol`` prints them as the doc shows them.
     """
     ident = Identity(protocol=VERSION, config_hash32=0x966FB61C, weight_bits=4, lanes=8, token_lanes=4,
-                     classes=10, pixels=64, pixel_bits=5, spike_layers=0, flags=0, clock_khz=25000)
-    result = Result(cls=7, cycles=12758, logits=(-215, -190, -86, 224, 148, 117, -466, 608, 158, 330))
+                     classes=10, pixels=64, pixel_bits=5, spike_layers=9, flags=FLAG_SPIKE_COUNTS, clock_khz=25000)
+    # the shipped artifacts/digits-tiny.npz on the example image (quant.golden; cycles: HW "small")
+    result = Result(cls=7, cycles=CYCLES_EXAMPLE, logits=(146, -513, 25, 161, -49, 144, -73, 234, 199, 181),
+                    spike_counts=(478, 348, 245, 305, 24, 50, 455, 516, 273))
+    # the first 16 bytes of its parameter image for 8 lanes (hw.param_image): 4 rows of b0.q weights
+    chunk = bytes.fromhex("01ea43f423e0f0b43ff0fe4f330c0f4c")
     return {
         "identify-request": encode_frame(Cmd.IDENTIFY, b"", seq=1),
         "identity-response": encode_frame(Cmd.IDENTITY, ident.encode(), seq=1),
         "classify-request": encode_frame(Cmd.CLASSIFY, classify_payload(0x966FB61C, bytes(i % 17 for i in range(64))), seq=2),
         "result-response": encode_frame(Cmd.RESULT, result.encode(), seq=2),
         "nak-bad-crc": encode_frame(Cmd.NAK, nak_payload(Nak.BAD_CRC, Cmd.CLASSIFY), seq=2),
+        "load-weights-request": encode_frame(Cmd.LOAD_WEIGHTS, load_weights_payload(0x966FB61C, 0, chunk), seq=3),
+        "loaded-response": encode_frame(Cmd.LOADED, Loaded(0, len(chunk), crc16(chunk), 10944).encode(), seq=3),
     }
 
 

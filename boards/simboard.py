@@ -42,7 +42,9 @@ from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from boards.host import Host, HostError
-from boards.protocol import FLAG_LOADABLE, FLAG_SPIKE_COUNTS, MAX_PAYLOAD, VERSION, Identity, Result
+from boards.protocol import (
+    FLAG_LOADABLE, FLAG_SPIKE_COUNTS, LOAD_CHUNK_MAX, LOAD_HEADER_LEN, MAX_PAYLOAD, VERSION, Identity, Result,
+)
 from hw.platforms import BoardTop, core_signature
 from quant.artifact import SHIPPED_ARTIFACT
 
@@ -316,7 +318,10 @@ class SimBoard:
         Response timeout: the longest request and response on the line plus `answer_cycles`;
         drain: 16 quiet byte times. Both can be overridden by keyword.
         """
-        frame_bytes = (2 + 5 + 2) * 2 + 4 + self.identity.pixels + Result.length(self.identity.classes)
+        request = 4 + self.identity.pixels
+        if self.identity.loadable:  # a LOAD_WEIGHTS frame can be longer than a CLASSIFY
+            request = max(request, LOAD_HEADER_LEN + LOAD_CHUNK_MAX)
+        frame_bytes = (2 + 5 + 2) * 2 + request + Result.length(self.identity.classes, self.identity.spike_layers)
         kw.setdefault("timeout", 2 * frame_bytes * self.byte_time + self.answer_cycles * self.period)
         kw.setdefault("drain", 16 * self.byte_time)
         return Host(self.transport, **kw)

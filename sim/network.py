@@ -5,7 +5,8 @@
 record, and splits the records by image (all of image b's records arrive before b's result is
 taken, and image b+1's pixels are only accepted after that). ``check_images`` compares every
 spike of every layer at every timestep, the integer logits and the class with
-``quant.golden.forward`` and returns the first mismatch of each image.
+``quant.golden.forward`` and returns the first mismatch of each image; then the spike counts per
+layer that Top's result carries, against ``quant.golden.spike_counts``.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def top_design(artifact: Artifact, hw_cfg: HardwareConfig | str | None, sim: str
                name: str | None = None) -> runner.Design:
     """Top(artifact, hw_cfg, trace=True, fault=...) built for `sim`, cached by what it depends on.
 
-    With ``weights="loadable"`` the SpikeLinear weights are only the power-on contents: the key
-    still names the artifact, since every other parameter is baked in.
+    With ``weights="loadable"`` the artifact is only the power-on contents of the parameter
+    memories (``rtl_forward(..., param_images=...)`` replaces them); the key names it all the same.
     """
     from hw.top import Top
 
@@ -54,7 +55,8 @@ def records_per_image(cfg: ModelConfig) -> int:
 
 
 def linear_weight_names(cfg: ModelConfig) -> list[str]:
-    """The parameters a loadable design takes at run time (the SpikeLinear weight memory)."""
+    """The SpikeLinear weight matrices (a loadable design takes every parameter at run time:
+    hw.param_image; these are the ones `weight_variant` redraws)."""
     names = []
     for l in range(cfg.blocks):
         names += [f"b{l}.{x}.weight" for x in ("q", "k", "v", "o", "fc1", "fc2")]
@@ -62,8 +64,7 @@ def linear_weight_names(cfg: ModelConfig) -> list[str]:
 
 
 def weight_variant(base: Artifact, seed: int, extreme: str | None = None) -> Artifact:
-    """`base` with new random (or extreme) SpikeLinear weights and every other parameter kept:
-    an artifact a loadable design built from `base` can run after a weight load."""
+    """`base` with new random (or extreme) SpikeLinear weights and every other parameter kept."""
     from quant.artifact import param_spec
 
     rng = np.random.default_rng(seed)
@@ -88,6 +89,7 @@ class NetRun:
     cls: np.ndarray
     logits: np.ndarray
     cycles: np.ndarray
+    spikes: np.ndarray  # [B, layers]: Top's spike counts per layer
     records: list[dict[str, np.ndarray]]
     sim_seconds: float
     sim_cycles: int
@@ -98,13 +100,13 @@ class NetRun:
 
 
 def rtl_forward(design: runner.Design, cfg: ModelConfig, images: np.ndarray, *, seed: int, tag: str,
-                in_stall: float = 0.0, out_stall: float = 0.0, weight_sets: Sequence[list[int]] | None = None,
+                in_stall: float = 0.0, out_stall: float = 0.0, param_images: Sequence[bytes] | None = None,
                 images_per_set: Sequence[int] | None = None, waves: bool = False) -> NetRun:
     """Simulate `images` ([B, H, W(, C)] integers) on a Top design built with trace=True.
 
-    ``weight_sets``: for a loadable design, weight memory images (``hw.sequencer.Program(...)
-    .weight_rows``) loaded before the images they serve: set i before the next
-    ``images_per_set[i]`` images.
+    ``param_images``: for a loadable design, parameter images (``hw.param_image.ParamImage(cfg,
+    lanes).pack(artifact)``) streamed into ``wload`` before the images they serve: image i before
+    the next ``images_per_set[i]`` images.
     """
     from hw.trace import decode_trace
 
@@ -114,16 +116,16 @@ def rtl_forward(design: runner.Design, cfg: ModelConfig, images: np.ndarray, *, 
     per = records_per_image(cfg)
     inputs: dict[str, list[Any]] = {"pixels": [int(p) for p in flat.reshape(-1)]}
     schedule = None
-    if weight_sets is not None:
-        if images_per_set is None or len(images_per_set) != len(weight_sets) or sum(images_per_set) != B:
-            raise ValueError("images_per_set must give, for every weight set, how many of the images follow it")
+    if param_images is not None:
+        if images_per_set is None or len(images_per_set) != len(param_images) or sum(images_per_set) != B:
+            raise ValueError("images_per_set must give, for every parameter image, how many of the images follow it")
         inputs["wload"] = []
         schedule = []
         img0 = 0
         npix = flat.shape[1]
-        for rows, n in zip(weight_sets, images_per_set):
+        for data, n in zip(param_images, images_per_set):
             start = len(inputs["wload"])
-            inputs["wload"] += [{"addr": a, "data": int(d)} for a, d in enumerate(rows)]
+            inputs["wload"] += [{"addr": a, "data": int(d)} for a, d in enumerate(data)]
             schedule.append(("wload", start, len(inputs["wload"])))
             schedule.append(("pixels", img0 * npix, (img0 + n) * npix))
             img0 += n
@@ -137,6 +139,8 @@ def rtl_forward(design: runner.Design, cfg: ModelConfig, images: np.ndarray, *, 
     cls = np.array([x["cls"] for x in res], np.int64)
     logits = np.array([[x[f"logits.{c}"] for c in range(C)] for x in res], np.int64).reshape(len(res), C)
     cycles = np.array([x["cycles"] for x in res], np.int64)
+    K = len(golden.spike_layers(cfg))
+    spikes = np.array([[x[f"spikes.{k}"] for k in range(K)] for x in res], np.int64).reshape(len(res), K)
     # Split the trace by image: records up to result b's handshake belong to image b.
     rc = list(r.cycles_of.get("result", []))
     tr, tc = r.outputs.get("trace", []), list(r.cycles_of.get("trace", []))
@@ -154,7 +158,7 @@ def rtl_forward(design: runner.Design, cfg: ModelConfig, images: np.ndarray, *, 
             records.append({})
     if j < len(tr):
         failure = failure or f"{len(tr) - j} trace records after the last result (seed {seed})"
-    return NetRun(cls, logits, cycles, records, r.result.seconds, r.cycles, r.passed and not failure, failure,
+    return NetRun(cls, logits, cycles, spikes, records, r.result.seconds, r.cycles, r.passed and not failure, failure,
                   r.result.waves)
 
 
@@ -163,6 +167,7 @@ def check_images(artifact: Artifact, images: np.ndarray, run: NetRun, *, seed: i
     """The first mismatch of every image that has one (empty: bit-exact on every spike)."""
     cfg = artifact.config
     rec = golden.forward(artifact, images)
+    counts = golden.spike_counts(cfg, rec)
     layers = golden.spike_layers(cfg)
     out = []
     B = len(images)
@@ -173,7 +178,8 @@ def check_images(artifact: Artifact, images: np.ndarray, run: NetRun, *, seed: i
         h = dict(run.records[b])
         h["logits"] = run.logits[b]
         h["pred"] = run.cls[b]
-        m = first_mismatch(g, h, layers, extra=("logits", "pred"), seed=seed, image=first_image + b)
+        g["spike_counts"], h["spike_counts"] = counts[b], run.spikes[b]
+        m = first_mismatch(g, h, layers, extra=("logits", "pred", "spike_counts"), seed=seed, image=first_image + b)
         if m is not None:
             if m.got == -1:  # hw.trace.MISSING: no record filled this entry
                 m = Mismatch(m.layer, m.t, m.token, m.channel, m.expected, "missing (no trace record)", m.seed,

@@ -142,6 +142,38 @@ def test_random_stalls_do_not_change_results(sim, seed):
     assert (stalled.cycles >= calm.cycles).all(), (calm.cycles, stalled.cycles)
 
 
+# -- run-time parameter loading ----------------------------------------------------------------
+
+def test_loadable_top_runs_each_loaded_parameter_image(sim, seed):
+    """A loadable Top (power-on: random_artifact(cfg, 0)) takes artifact A's parameter image over
+    ``wload``, runs 2 images, then B's, 2 more: every spike, logit and spike count equals the
+    loaded artifact's golden model (A and B differ from each other in every memory)."""
+    from hw.param_image import ParamImage
+    from tests.test_param_image import firing_artifact_differing_everywhere
+
+    cfg = _cfg()
+    hw = _hw(weights="loadable")
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 1 << cfg.pixel_bits, (4, *cfg.image_shape[:2]))
+    init = random_artifact(cfg, 0)
+    a = firing_artifact_differing_everywhere(cfg, init, images, hw.lanes, seed % 1000)
+    b = firing_artifact_differing_everywhere(cfg, a, images, hw.lanes, seed % 1000 + 500)
+    image = ParamImage(cfg, hw.lanes)
+    design = top_design(init, hw, sim, name="top_loadable")
+    run = rtl_forward(design, cfg, images, seed=seed, tag="loadable", param_images=[image.pack(a), image.pack(b)],
+                      images_per_set=[2, 2])
+    bad = check_images(a, images[:2], run_slice(run, 0, 2), seed=seed) + \
+        check_images(b, images[2:], run_slice(run, 2, 4), seed=seed, first_image=2)
+    assert run.passed and not bad, _report(run, bad)
+
+
+def run_slice(run, lo, hi):
+    from dataclasses import replace
+
+    return replace(run, cls=run.cls[lo:hi], logits=run.logits[lo:hi], cycles=run.cycles[lo:hi],
+                   spikes=run.spikes[lo:hi], records=run.records[lo:hi])
+
+
 # -- teeth -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fault", ["leak_round", "tree_input"])

@@ -7,6 +7,12 @@ driven through its UART pins (boards/simboard.py).
   the core's ports counted; a corrupted frame on the way is NAKed, retried, and answered.
   3 images by default; the 20-image run is marked slow (Amaranth's Python simulator takes
   11-15 s per image on 2 shared cores: ``pytest -m slow tests/test_simboard.py``).
+* Loadable RTL core (weights="loadable"): parameter images loaded over the link with
+  LOAD_WEIGHTS, then classified: class, logits and spike counts equal the loaded artifact's
+  golden model; two loads in a row, each rewriting every memory kind; a corrupted and a
+  truncated LOAD_WEIGHTS frame on the way; every refusal (hash, offset, chunk length) answered
+  with its NAK and a clear host error, and nothing written. A tiny config in CI; the shipped
+  digits artifact and a random one, 10 digits each, under ``-m slow``.
 * Golden core (GoldenCore: the link and host without the datapath, ~10x faster): corrupted,
   truncated and over-long frames, wrong config hash, wrong version, unknown command,
   LOAD_WEIGHTS, out-of-range pixels, garbage on the line, a board that stops answering.
@@ -21,14 +27,19 @@ import time
 import numpy as np
 import pytest
 
-from boards.host import DeviceRefused, LinkTimeout
+from boards.host import ConfigMismatch, DeviceRefused, HostError, LinkTimeout
 from boards.protocol import (
-    MAX_PAYLOAD, VERSION, Cmd, FrameDecoder, Nak, classify_payload, encode_frame, parse_nak,
+    LOAD_CHUNK_MAX, MAX_PAYLOAD, VERSION, Cmd, FrameDecoder, Loaded, Nak, classify_payload, crc16, encode_frame,
+    load_weights_payload, parse_nak,
 )
 from boards.simboard import SimBoard, SimWallLimit, default_artifact, identity_for
-from model.config import HW_PRESETS
+from hw.param_image import ParamImage
+from model.config import HW_PRESETS, HardwareConfig
 from model.data import load_digits_split
-from quant.golden import forward
+from quant.artifact import random_artifact
+from quant.golden import forward, spike_counts
+from tests.hw_util import seed_for
+from tests.test_param_image import _tiny, firing_artifact_differing_everywhere
 
 N_RTL = 20
 
@@ -69,7 +80,8 @@ def _rtl_board_classifies(artifact, digits, n: int, flip_at: int):
     assert ident.config_hash32 == artifact.config.hash32 and not ident.loadable
 
     images = x[:n]
-    ref = forward(artifact, images, record=False)
+    ref = forward(artifact, images)
+    counts = spike_counts(artifact.config, ref)
     t1 = time.monotonic()
     results = []
     for i, img in enumerate(images):
@@ -86,6 +98,7 @@ def _rtl_board_classifies(artifact, digits, n: int, flip_at: int):
     for i, (r, rec) in enumerate(zip(results, board.core_log)):
         assert r.cls == ref["pred"][i], (i, r.cls, ref["pred"][i])
         assert list(r.logits) == ref["logits"][i].tolist(), i
+        assert list(r.spike_counts) == counts[i].tolist(), (i, r.spike_counts, counts[i].tolist())
         assert rec.pixels == images[i].reshape(-1).tolist(), i
         assert r.cycles == rec.cycles == rec.result[1], (i, r.cycles, rec.cycles)
         assert 0 < r.cycles < 200_000
@@ -103,15 +116,149 @@ def test_rtl_board_classifies_20_digits(artifact, digits):
     _rtl_board_classifies(artifact, digits, N_RTL, flip_at=3)
 
 
+# --- run-time weight loading: the loadable datapath ------------------------------------------
+
+def _classify_equals_golden(host, art, images, tag):
+    ref = forward(art, images)
+    counts = spike_counts(art.config, ref)
+    for i, img in enumerate(images):
+        r = host.classify(img, config_hash32=art.config.hash32)
+        assert (r.cls, list(r.logits)) == (ref["pred"][i], ref["logits"][i].tolist()), (tag, i)
+        assert list(r.spike_counts) == counts[i].tolist(), (tag, i, r.spike_counts, counts[i].tolist())
+    return ref
+
+
+def _frame_bytes(n_data: int) -> int:
+    return 2 + 5 + 8 + n_data + 2
+
+
+@pytest.fixture(scope="module")
+def tiny_load():
+    """(config, power-on artifact, A, B, images): A and B fire and differ from each other and from
+    the power-on contents in every parameter image segment."""
+    cfg = _tiny()
+    seed = seed_for("simboard_tiny_load")
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 1 << cfg.pixel_bits, (2, *cfg.image_shape))
+    init = random_artifact(cfg, 0)
+    a = firing_artifact_differing_everywhere(cfg, init, images, 4, seed % 1000)
+    b = firing_artifact_differing_everywhere(cfg, a, images, 4, seed % 1000 + 300)
+    assert firing_artifact_differing_everywhere(cfg, init, images, 4, seed % 1000 + 300) is not None
+    return cfg, init, a, b, images
+
+
+def _tiny_board(init, **kw):
+    hw = HardwareConfig(lanes=4, token_lanes=2, weights="loadable")
+    return SimBoard.for_artifact(init, core="rtl", hw=hw, answer_cycles=20_000, wall_limit=300, **kw)
+
+
+def test_load_weights_over_the_link_then_classify(tiny_load):
+    """A then B over the UART pins, each verified by LOADED; a corrupted and a truncated
+    LOAD_WEIGHTS frame are NAKed and retried; results equal each artifact's golden model."""
+    cfg, init, a, b, images = tiny_load
+    with _tiny_board(init) as board:
+        host = board.host()
+        ident = host.identify()
+        assert ident.loadable and ident.spike_counts and ident.spike_layers == 9
+        image = ParamImage(cfg, ident.lanes)
+        chunks = image.chunks(256)
+        t = board.transport
+        w0 = t.written
+        t.flip[w0 + 7 + 8 + 5] = 0x20                                   # a data byte of chunk 0: BAD_CRC
+        first = _frame_bytes(chunks[0][1])
+        t.drop.add(w0 + 2 * first + 7 + 8 + 3)                          # a byte of chunk 1: TIMEOUT
+        seen = []
+        acks = host.load_weights(a, "A", chunk_size=256, progress=lambda sent, total: seen.append((sent, total)))
+        data = image.pack(a)
+        assert acks == [Loaded(o, n, crc16(data[o:o + n]), image.size) for o, n in chunks]
+        assert seen[-1] == (sum(n for _, n in chunks), sum(n for _, n in chunks)) and len(seen) == len(chunks)
+        assert host.stats.nak_codes == {"BAD_CRC": 1, "TIMEOUT": 1} and host.stats.retries == 2
+        ref_a = _classify_equals_golden(host, a, images, "A")
+        host.load_weights(b, "B")                                       # default chunks: one frame here
+        ref_b = _classify_equals_golden(host, b, images, "B")
+        assert not np.array_equal(ref_a["logits"], ref_b["logits"])
+        assert not np.array_equal(forward(init, images, record=False)["logits"], ref_a["logits"])
+
+
+def test_load_weights_refusals(tiny_load):
+    """Wrong hash, misaligned / out-of-range / ragged chunks, too long and empty chunks: each
+    answered with its NAK (the host raises a clear error), nothing written."""
+    cfg, init, a, b, images = tiny_load
+    with _tiny_board(init) as board:
+        host = board.host()
+        ident = host.identify()
+        image = ParamImage(cfg, ident.lanes)
+        data = image.pack(a)
+        h32 = cfg.hash32
+        params = image.segment("params")
+        cases = [
+            (load_weights_payload(h32 ^ 1, 0, data[:64]), Nak.CONFIG_MISMATCH),
+            (load_weights_payload(h32, params.base + 4, data[:params.stride]), Nak.BAD_PAYLOAD),   # misaligned
+            (load_weights_payload(h32, image.size, data[:8]), Nak.BAD_PAYLOAD),                   # past the end
+            (load_weights_payload(h32, 1 << 31, data[:8]), Nak.BAD_PAYLOAD),                      # far past it
+            (load_weights_payload(h32, image.size - 8, data[:16]), Nak.BAD_PAYLOAD),              # runs over
+            (load_weights_payload(h32, params.base, data[:params.row_bytes]), Nak.BAD_PAYLOAD),   # ragged end
+            (load_weights_payload(h32, 0, bytes(LOAD_CHUNK_MAX + 1)), Nak.BAD_LENGTH),            # too long
+            (load_weights_payload(h32, 0, b""), Nak.BAD_LENGTH),                                  # empty
+        ]
+        for seq, (payload, code) in enumerate(cases, start=10):
+            frames = _exchange(board, encode_frame(Cmd.LOAD_WEIGHTS, payload, seq=seq))
+            assert len(frames) == 1, (code, frames)
+            assert frames[0].cmd == Cmd.NAK and frames[0].seq == seq, (code, frames[0])
+            assert parse_nak(frames[0].payload) == (code, Cmd.LOAD_WEIGHTS), (seq, code)
+        # what the host makes of them
+        with pytest.raises(DeviceRefused, match="NAK BAD_PAYLOAD.*whole rows inside the device's parameter image"):
+            host.request(Cmd.LOAD_WEIGHTS, load_weights_payload(h32, params.base + 4, data[:16]), Cmd.LOADED)
+        with pytest.raises(DeviceRefused, match="NAK CONFIG_MISMATCH.*rebuild"):
+            host.request(Cmd.LOAD_WEIGHTS, load_weights_payload(h32 ^ 1, 0, data[:16]), Cmd.LOADED)
+        sent = board.transport.written
+        with pytest.raises(HostError, match=f"chunk_size must be an integer in 1..{LOAD_CHUNK_MAX}"):
+            host.load_weights(a, chunk_size=LOAD_CHUNK_MAX + 1)
+        with pytest.raises(HostError, match="cannot hold a whole row of 16 bytes"):
+            host.load_weights(a, chunk_size=8)
+        with pytest.raises(ConfigMismatch, match="config hash .* the bitstream .*hw.build"):
+            host.load_weights(random_artifact(_tiny(dim=4), 0), "other.npz")
+        assert board.transport.written == sent  # refused before sending
+        # nothing was written: the power-on parameters still answer
+        _classify_equals_golden(host, init, images[:1], "init")
+
+
+@pytest.mark.slow
+def test_rtl_board_loads_shipped_then_random_artifact(artifact, digits):
+    """digits-tiny, HW small, loadable, power-on random_artifact(cfg, 0): load the shipped
+    artifact A over the link, 10 digits equal A's golden model; load B (a random artifact that
+    fires and differs from A in every segment), 10 digits equal B's. About 15 minutes."""
+    x, _ = digits
+    cfg = artifact.config
+    images = x[:10]
+    hw = HardwareConfig(lanes=8, token_lanes=4, weights="loadable")
+    init = random_artifact(cfg, 0)
+    b = firing_artifact_differing_everywhere(cfg, artifact, images, 8, seed_for("simboard_digits_b") % 1000)
+    t0 = time.monotonic()
+    with SimBoard.for_artifact(init, core="rtl", hw=hw, wall_limit=3000) as board:
+        host = board.host()
+        assert host.identify() == identity_for(cfg, hw)
+        host.load_weights(artifact, "A")
+        t1 = time.monotonic()
+        _classify_equals_golden(host, artifact, images, "A")
+        host.load_weights(b, "B")
+        _classify_equals_golden(host, b, images, "B")
+        print(f"loadable RTL board: 2 loads of {ParamImage(cfg, 8).size} bytes and 20 digits in "
+              f"{time.monotonic() - t0:.0f} s (first load {t1 - t0:.0f} s), {board.cycles} simulated cycles")
+        assert host.stats.retries == 0
+
+
 # --- the link and host, with the behavioural core ---------------------------------------------
 
 def test_golden_board_classifies_like_golden(artifact, digits, golden_board):
     x, _ = digits
     host = golden_board.host()
-    ref = forward(artifact, x[:3], record=False)
+    ref = forward(artifact, x[:3])
+    counts = spike_counts(artifact.config, ref)
     for i in range(3):
         r = host.classify(x[i])
         assert (r.cls, list(r.logits)) == (ref["pred"][i], ref["logits"][i].tolist())
+        assert list(r.spike_counts) == counts[i].tolist() and len(r.spike_counts) == 9
         rec = golden_board.core_log[i]
         assert r.cycles == rec.cycles == artifact.config.image_shape[0] ** 2 + golden_board.core.latency - 1
 
