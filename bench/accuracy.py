@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--weight-bits", default="2,4,8", help="weight widths swept at T = 4")
     ap.add_argument("--timesteps", default="1,2,4,8", help="timesteps swept at 4-bit weights")
-    ap.add_argument("--epochs", type=int, default=60, help="training epochs per digits variant")
+    ap.add_argument("--epochs", type=int, default=20, help="training epochs per digits variant")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shift-prob", type=float, default=0.1, help="model.train --shift-prob")
     ap.add_argument("--train-subset", type=int, default=0, help="train on the first N digits training images (0: all)")

@@ -12,6 +12,13 @@ its share (cached builds cost nothing) and says which it left out. At the end
 `bench.summary.write_summary` writes ``SUMMARY.md`` from the JSON results in the results folder
 (``--out-dir`` when given, else ``bench/results``).
 
+``stf`` and ``accuracy`` come last because they train: 12 digits + 12 Fashion-MNIST runs and 5
+digits variants (plus one Verilator build per variant), far more than an hour on a shared
+2-core machine when ``runs/bench/`` is empty. They cache every finished run there, so with a
+warm cache they only re-measure; with a cold one the budget stops them (``timeout``) and the
+next ``all`` or ``python -m bench stf`` continues from the runs that finished. Their
+``--smoke`` versions fit any budget.
+
 Exit status 0 when every bench that ran returned 0.
 """
 

@@ -63,17 +63,18 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--datasets", default="digits,fashion-mnist", help="comma-separated: digits, fashion-mnist")
     ap.add_argument("--modes", default=",".join(MODES), help="comma-separated STF modes")
     ap.add_argument("--seeds", type=int, default=3, help="seeds per mode (0 .. N-1)")
-    ap.add_argument("--epochs", type=int, default=60, help="training epochs on digits")
-    ap.add_argument("--fmnist-epochs", type=int, default=3, help="training epochs on Fashion-MNIST")
-    ap.add_argument("--train-subset", type=int, default=4000,
+    ap.add_argument("--epochs", type=int, default=20, help="training epochs on digits")
+    ap.add_argument("--fmnist-epochs", type=int, default=2, help="training epochs on Fashion-MNIST")
+    ap.add_argument("--train-subset", type=int, default=3000,
                     help="Fashion-MNIST: train on the first N training images (0: all 60000)")
-    ap.add_argument("--test-subset", type=int, default=2000,
+    ap.add_argument("--test-subset", type=int, default=1000,
                     help="Fashion-MNIST: score accuracy on the first N test images (0: all 10000)")
-    ap.add_argument("--analysis-images", type=int, default=500,
-                    help="test images for diversity, firing rates, FGSM and T sensitivity (digits: at most 360)")
+    ap.add_argument("--analysis-images", type=int, default=360,
+                    help="digits test images for FGSM and T sensitivity (the split has 360)")
+    ap.add_argument("--fmnist-analysis-images", type=int, default=200, help="--analysis-images for Fashion-MNIST")
     ap.add_argument("--golden-images", type=int, default=360,
                     help="test images run through the numpy golden model (spike record, diversity, rates, exactness check)")
-    ap.add_argument("--fmnist-golden-images", type=int, default=200, help="--golden-images for Fashion-MNIST")
+    ap.add_argument("--fmnist-golden-images", type=int, default=100, help="--golden-images for Fashion-MNIST")
     ap.add_argument("--shift-prob", type=float, default=0.1, help="model.train --shift-prob")
     ap.add_argument("--eps", default="0.0625,0.125,0.25",
                     help="FGSM epsilons as fractions of the pixel range (rounded to whole pixel levels)")
@@ -385,10 +386,12 @@ def run(args, runs_dir: Path) -> dict[str, Any]:
         x_train_n = len(load_dataset(ds, "train")[0])
         if test_subset:
             x_test, y_test = x_test[:test_subset], y_test[:test_subset]
-        x_an, y_an = x_test[: args.analysis_images], y_test[: args.analysis_images]
+        n_an = args.fmnist_analysis_images if fm else args.analysis_images
+        x_an, y_an = x_test[:n_an], y_test[:n_an]
         x_gold = x_test[: args.fmnist_golden_images if fm else args.golden_images]
         budget = {"config": base.name, "epochs": epochs, "train_images": train_subset or x_train_n,
-                  "test_images": len(x_test), "analysis_images": len(x_an), "golden_images": len(x_gold), "seeds": list(range(args.seeds)),
+                  "test_images": len(x_test), "analysis_images": len(x_an), "golden_images": len(x_gold),
+                  "seeds": list(range(args.seeds)),
                   "shift_prob": args.shift_prob, "timesteps": base.timesteps, "pixel_max": x_max,
                   "eps": eps, "t_infer": t_infer}
         entry: dict[str, Any] = {"budget": budget, "modes": {}}

@@ -5,7 +5,8 @@ trains a variant the way ``python -m model.train`` does, by calling `model.train
 process (same loop, same defaults, same checkpoint), with the output of the training loop going
 to ``<run>/train.log``; the run folder is named after everything that determines the result
 (config hash, dataset, seed, epochs, subsets, shift probability), so a finished run with the same
-settings is reused instead of retrained (a bench can be interrupted and started again, and the
+settings is reused instead of retrained and one interrupted after some epochs is continued with
+``--resume`` (so a bench can be stopped and started again, and the
 ``accuracy`` bench reuses the ``stf`` bench's digits-tiny seed-0 run when the budgets match).
 
 Scoring helpers shared by the benches:
@@ -68,18 +69,21 @@ def run_name(cfg: ModelConfig, dataset: str, seed: int, epochs: int, train_subse
             f"-p{shift_prob:g}-{cfg.hash[:8]}")
 
 
-def _finished(run_dir: Path, cfg: ModelConfig, want: dict[str, Any], epochs: int) -> bool:
+def _state(run_dir: Path, cfg: ModelConfig, want: dict[str, Any], epochs: int) -> str:
+    """"done", "partial" (same settings, fewer epochs: resumable) or "none" (train afresh)."""
     ckpt_path = run_dir / "checkpoint.pt"
     if not ckpt_path.is_file():
-        return False
+        return "none"
     try:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         old = json.loads(ckpt["args"])
-        same_cfg = ModelConfig.from_json(ckpt["config"]).hash == cfg.hash
+        same = (ModelConfig.from_json(ckpt["config"]).hash == cfg.hash and old.get("epochs") == epochs
+                and all(old.get(k, 0) == v for k, v in want.items()))
     except Exception:  # an unreadable checkpoint is retrained
-        return False
-    return (same_cfg and int(ckpt["epoch"]) == epochs
-            and all(old.get(k, 0) == v for k, v in want.items()))
+        return "none"
+    if not same:
+        return "none"
+    return "done" if int(ckpt["epoch"]) == epochs else "partial"
 
 
 def train_variant(cfg: ModelConfig, dataset: str, runs_dir: Path, *, epochs: int, seed: int,
@@ -97,7 +101,8 @@ def train_variant(cfg: ModelConfig, dataset: str, runs_dir: Path, *, epochs: int
     run_dir = runs_dir / run_name(cfg, dataset, seed, epochs, train_subset, test_subset, shift_prob)
     want = {"dataset": dataset, "seed": seed, "train_subset": train_subset, "test_subset": test_subset,
             "shift_prob": shift_prob}
-    reused = _finished(run_dir, cfg, want, epochs)
+    state = _state(run_dir, cfg, want, epochs)
+    reused = state == "done"
     if not reused:
         runs_dir.mkdir(parents=True, exist_ok=True)
         if cfg.name in PRESETS and cfg == PRESETS[cfg.name].with_stf(cfg.stf):
@@ -108,13 +113,15 @@ def train_variant(cfg: ModelConfig, dataset: str, runs_dir: Path, *, epochs: int
             config_args = ["--config", str(cfg_path)]
         argv = [*config_args, "--dataset", dataset, "--epochs", str(epochs), "--seed", str(seed),
                 "--shift-prob", f"{shift_prob:g}", "--train-subset", str(train_subset),
-                "--test-subset", str(test_subset), "--out", str(run_dir), "--force"]
+                "--test-subset", str(test_subset), "--out", str(run_dir),
+                "--resume" if state == "partial" else "--force"]
         run_dir.mkdir(parents=True, exist_ok=True)
         log = io.StringIO()
         t0 = time.time()
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             rc = train_main(argv)
-        atomic_write_bytes(run_dir / "train.log", log.getvalue().encode(), overwrite=True)
+        old_log = (run_dir / "train.log").read_text() if state == "partial" and (run_dir / "train.log").is_file() else ""
+        atomic_write_bytes(run_dir / "train.log", (old_log + log.getvalue()).encode(), overwrite=True)
         if rc != 0:
             tail = "\n".join(log.getvalue().strip().splitlines()[-3:])
             raise VariantError(f"training {run_dir} failed (exit {rc}); see {run_dir / 'train.log'}:\n{tail}")

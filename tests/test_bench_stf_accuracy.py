@@ -154,3 +154,16 @@ def test_accuracy_rtl_sample_is_bit_exact():
     if "skipped" in r:
         pytest.skip(r["skipped"])
     assert r["bit_exact"] == 2 and r["class_agreement"] == 1.0
+
+
+def test_train_variant_reuses_a_finished_run(tmp_path):
+    from bench.train_variants import train_variant
+
+    cfg = PRESETS["digits-tiny"].with_stf("off")
+    a = train_variant(cfg, "digits", tmp_path, epochs=1, seed=5, train_subset=64, test_subset=32)
+    assert not a.reused and a.run_dir.name == run_name(cfg, "digits", 5, 1, 64, 32, 0.1)
+    assert "epoch 1/1" in (a.run_dir / "train.log").read_text()
+    b = train_variant(cfg, "digits", tmp_path, epochs=1, seed=5, train_subset=64, test_subset=32)
+    assert b.reused and b.artifact.checksum == a.artifact.checksum and b.metrics == a.metrics
+    c = train_variant(cfg, "digits", tmp_path, epochs=1, seed=6, train_subset=64, test_subset=32)
+    assert not c.reused and c.run_dir != a.run_dir
