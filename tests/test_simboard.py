@@ -306,11 +306,12 @@ def test_wrong_config_hash_refused_by_device(artifact, digits, golden_board):
 
 
 def _exchange(board, data: bytes) -> list:
-    """Write raw bytes, return the frames the device answers (simulated 20 ms at most)."""
+    """Write raw bytes, return the frames the device answers (within 20 ms of simulated time
+    after the bytes are on the line)."""
     board.transport.write(data)
     dec = FrameDecoder()
     frames = []
-    end = board.now + 0.02
+    end = board.now + 0.02 + len(data) * board.byte_time  # long frames take their time on the line
     while not frames and board.now < end:
         frames += dec.feed(board.transport.read(4096, 16 * board.byte_time))
     return frames
