@@ -399,7 +399,7 @@ def run(args) -> dict[str, Any]:
             raise SystemExit(f"bench hw: {name}: the cycle model (hw/cycles.py) gives {c['model_cycles_per_image'][bad]} "
                              f"cycles for image {bad}, the design {c['cycles_per_image'][bad]}; update hw/cycles.py")
 
-    digest = sources_digest()
+    digest, git = sources_digest(), git_state()  # what the builds below are built from
     rows = []
     for variant in variants:
         for hw in hws:
@@ -423,7 +423,7 @@ def run(args) -> dict[str, Any]:
         "config": cfg.name, "config_hash": cfg.hash, "dataset": "digits test split", "images": len(x),
         "board": args.board, "variants": variants, "clock_mhz": args.clock, "default_point": default,
         "mode": "yosys only (smoke)" if args.smoke else "hw.build (Yosys, nextpnr-ecp5, ecppack)",
-        "points": cyc, "rows": rows, "sources_digest": digest, **git_state(),
+        "points": cyc, "rows": rows, "sources_digest": digest, **git,
         "seconds": round(time.monotonic() - t_start, 1),
         "method": "resources and Fmax: hw.build report.json (nextpnr); cycles: Verilator, the design's cycles "
                   "field, bit-exact against the golden model; us/image = cycles / Fmax",
