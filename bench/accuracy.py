@@ -20,7 +20,7 @@ one ``--seed``; with the same settings the ``stf`` bench's "both" seed-0 run is 
 Fashion-MNIST row: the fmnist-small artifact (``--fmnist-artifact``, default
 ``artifacts/fmnist-small.npz``) with the QAT and golden accuracies that ``quant.export`` measured
 on the whole test split (its JSON beside the artifact), the float accuracy when the run folder
-(``--fmnist-run``) is present, and ``--fmnist-rtl-images`` images through the RTL (0: skipped).
+(``--fmnist-run``) is present, and ``--fmnist-rtl-images`` images through the RTL (default 0: skipped).
 
 ``--smoke``: weight bits 2 and 4 at T = 4, 2 epochs on 200 training images, 2 RTL images with
 HW preset ``small``, no Fashion-MNIST row; runs in a temporary folder; writes only with
@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--fmnist-artifact", type=Path, default=ROOT / "artifacts" / "fmnist-small.npz")
     ap.add_argument("--fmnist-run", type=Path, default=ROOT / "runs" / "fmnist-small",
                     help="the fmnist-small run folder, for the float column (skipped when absent)")
-    ap.add_argument("--fmnist-rtl-images", type=int, default=2, help="Fashion-MNIST images through the RTL (0: none)")
+    ap.add_argument("--fmnist-rtl-images", type=int, default=0,
+                    help="Fashion-MNIST images through the RTL (0: none; the fmnist-small Verilator build takes minutes)")
     ap.add_argument("--runs-dir", type=Path, default=None,
                     help="where trained runs are cached (default runs/bench; smoke: a temporary folder)")
     ap.add_argument("--smoke", action="store_true", help="tiny CI run; writes files only with --out-dir")
