@@ -9,7 +9,8 @@ bash "$root/scripts/setup-env.sh"
 cd "$root"
 py=.venv/bin/python
 artifact=artifacts/digits-tiny.npz
-# The datapath closes timing at about 42-44 MHz today (docs/build.md, "Measured"): build at 40.
+# The datapath closes timing at about 42-55 MHz today (docs/build.md, "Measured"): build at 40
+# (also hw.build's ULX3S default).
 clock=40
 
 echo "== 1/3 integer golden model on the digits test split ($artifact)"

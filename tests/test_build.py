@@ -303,7 +303,7 @@ def test_default_artifact_is_the_shipped_one():
     assert "--board BOARD board: ulx3s, orangecrab" in text
     assert "ulx3s 12F, 25F, 45F, 85F; orangecrab 25F, 85F; default: the board's own: ulx3s 85F; orangecrab 25F" in text
     assert "(default: the board's own: ulx3s default; orangecrab small)" in text
-    assert "ulx3s the hardware config's clock_mhz, 100; orangecrab 40)" in text
+    assert "(default: the board's own, ulx3s 40; orangecrab 40)" in text
 
 
 def test_existing_output_needs_force(capsys, tmp_path, artifact_path):
@@ -328,7 +328,7 @@ def test_board_table():
     u, o = get_board("ulx3s"), get_board("orangecrab")
     # the ULX3S as it always was
     assert list(u.variants) == ["12F", "25F", "45F", "85F"]
-    assert (u.default_variant, u.default_hw_config, u.default_clock_mhz) == ("85F", "default", None)
+    assert (u.default_variant, u.default_hw_config, u.default_clock_mhz) == ("85F", "default", 40.0)
     assert (u.clock_resource, u.clock_in_mhz, u.program_args) == ("clk25", 25.0, ("-b", "ulx3s", "-m"))
     assert u.leds == tuple((i, "led", i, None) for i in range(8)) and u.resources == ()
     # the OrangeCrab r0.2: 48 MHz, the smallest config that fits the 25F at a clock it meets
@@ -350,9 +350,9 @@ def test_board_table():
 
 
 @pytest.mark.parametrize("board, variant, hw, clock, pll, lpf", [
-    ("ulx3s", "85F", "default", 100.0, "100 MHz (requested 100) = 25 MHz x 4 / 1, VCO 600 MHz / 6",
+    ("ulx3s", "85F", "default", 40.0, "40 MHz (requested 40) = 25 MHz x 8 / 5, VCO 600 MHz / 15",
      ['LOCATE COMP "clk25_0__io" SITE "G2";', 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;',
-      'FREQUENCY NET "pll.clk_out" 100000000.0 HZ;', 'LOCATE COMP "led_7__io" SITE "H3";']),
+      'FREQUENCY NET "pll.clk_out" 40000000.0 HZ;', 'LOCATE COMP "led_7__io" SITE "H3";']),
     ("orangecrab", "25F", "small", 40.0, "40 MHz (requested 40) = 48 MHz x 5 / 6, VCO 600 MHz / 15",
      ['LOCATE COMP "clk_0__io" SITE "A9";', 'FREQUENCY PORT "clk_0__io" 48000000.0 HZ;',
       'FREQUENCY NET "pll.clk_out" 40000000.0 HZ;',
