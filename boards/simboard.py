@@ -32,6 +32,7 @@ the core accepted and the clock edges from the one accepting the first pixel to 
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -203,7 +204,9 @@ class SimTransport:
 
     def read(self, n: int, timeout: float) -> bytes:
         board = self.board
-        deadline = board.cycles + max(0, int(round(timeout / board.period)))
+        # at least one cycle for any timeout > 0: a caller's deadline a float error past a whole
+        # cycle (e.g. 15730.000000000002 cycles) must still advance time, or its retry loop spins
+        deadline = board.cycles + (math.ceil(timeout / board.period) if timeout > 0 else 0)
         step = 16 * 10 * board.divisor  # 16 byte times
         while len(self.from_device) < n and board.cycles < deadline:
             board.run_cycles(min(deadline, board.cycles + step) - board.cycles)
