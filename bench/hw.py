@@ -322,11 +322,14 @@ def yosys_row(art, hw, board: str, variant: str, clock: float, toolchain: str) -
     yosys = find_toolchain(toolchain)["YOSYS"]
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-hw-") as d:
-        # RTLIL and -dff, as hw.build hands Yosys (from Verilog, Yosys turns some memories into
-        # registers; without -dff, Yosys 0.70's abc9 aborts on some of these designs)
+        # RTLIL and the board's synth_ecp5 options in hw.build's order, retried the same way:
+        # Yosys 0.70's abc9 fails on some designs without -dff and on others with it
         (Path(d) / "top.il").write_text(rtlil.convert(Top(art, hw), name="top"))
-        r = subprocess.run([yosys, "-q", "-p", "read_rtlil top.il; synth_ecp5 -dff -top top; tee -q -o stat.txt stat"],
-                           cwd=d, capture_output=True, text=True)
+        for opts in get_board(board).synth_attempts:
+            r = subprocess.run([yosys, "-q", "-p", f"read_rtlil top.il; synth_ecp5 {opts} -top top; tee -q -o stat.txt stat"],
+                               cwd=d, capture_output=True, text=True)
+            if r.returncode == 0:
+                break
         if r.returncode != 0:
             tail = (r.stdout + r.stderr).strip().splitlines()[-1:] or ["no output"]
             raise SystemExit(f"bench hw: yosys synth_ecp5 failed (exit status {r.returncode}): {tail[0]}")
@@ -340,7 +343,7 @@ def yosys_row(art, hw, board: str, variant: str, clock: float, toolchain: str) -
                                                         for k, u, a in zip(RESOURCES, used, cap)},
             "yosys_cells": cells, "mult18_lower_bound": mult18_lower_bound(Program(art, hw)), "fmax_mhz": None,
             "timing_met": None, "build_s": round(time.monotonic() - t0, 1),
-            "note": "Yosys synth_ecp5 -dff of Top without the board shell, no place and route: LUT4 = LUT4 + 2 x CCU2C "
+            "note": "Yosys synth_ecp5 (hw.build's options) of Top without the board shell, no place and route: LUT4 = LUT4 + 2 x CCU2C "
                     "cells (nextpnr's TRELLIS_COMB sites are more), no Fmax"}
 
 
