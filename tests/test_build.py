@@ -502,7 +502,7 @@ def test_real_shell_build_report_equals_nextpnr(tmp_path):
         assert (d / f).is_file(), f
     assert not (out / ".ulx3s-12F.tmp").exists()
     report = report_equals_nextpnr(d)
-    assert report["clock"]["pll_mhz"] == 100.0 and report["seed"] == 1
+    assert report["clock"]["pll_mhz"] == 40.0 and report["seed"] == 1
     assert report["config_hash32"] == 0 and report["design"] == "shell"
     assert set(report["tools"]) == {"yosys", "nextpnr-ecp5", "ecppack"}
     assert "Yosys" in report["tools"]["yosys"] and "nextpnr" in report["tools"]["nextpnr-ecp5"]
