@@ -11,7 +11,9 @@ from hw.adder_tree import AdderTree, tree_latency
 from hw.common import check_bool, check_fault, check_int, pack, sbits, ubits
 from hw.lif import LIF_LATENCY, LIFArray
 
-__all__ = ["SpikeDrivenAttention", "theta_rows"]
+__all__ = ["FIRE_LATENCY", "SpikeDrivenAttention", "theta_rows"]
+
+FIRE_LATENCY = LIF_LATENCY + 2  # `fire` -> `kv_valid`: theta read, the LIF, kv register
 
 
 def theta_rows(theta, theta_bits: int) -> list[int]:
@@ -84,7 +86,7 @@ class SpikeDrivenAttention(wiring.Component):
         self.x_bits = sbits(tokens)
         self.register_every = register_every
         self.count_latency = tree_latency(rows, register_every) + 1
-        self.fire_latency = LIF_LATENCY + 2  # theta read, the LIF, kv register
+        self.fire_latency = FIRE_LATENCY
         members = {
             "clear": In(1), "count_clear": In(1),
             "i_valid": In(1),

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from hw.adder_tree import tree_latency
-from hw.lif import LIF_LATENCY
+from hw.attention import FIRE_LATENCY
 from hw.sequencer import DRAIN_DEPTH, ENC, HEAD, KV, Program
 
 __all__ = ["pass_sources", "flush_cycles", "pass_cycles", "visited_inputs", "image_cycles"]
@@ -51,7 +51,7 @@ def pass_cycles(prog: Program, ps, visited: Callable[[int], int]) -> int:
         return 1 + N * prog.chD + flush                                  # BEGIN, ENC, FLUSH
     if ps.kind == KV:
         count_latency = tree_latency(1, prog.hw.tree_register_every) + 1
-        return 1 + N + (count_latency + 1) + LIF_LATENCY + 2            # BEGIN, COUNT, CWAIT, FIRE (attn fire_latency)
+        return 1 + N + (count_latency + 1) + FIRE_LATENCY               # BEGIN, COUNT, CWAIT, FIRE
     nch = len(ps.chunks)
     total = 1 + flush                                                    # BEGIN, FLUSH
     for g in range(G):

@@ -108,9 +108,6 @@ class LIFArray(wiring.Component):
         fresh1 = stage(self.clear | fresh.bit_select(self.i_addr, 1), "fresh1")
         valid1, addr1 = stage(self.i_valid, "valid1"), stage(self.i_addr, "addr1")
         x1, theta1 = stage(self.i_x, "x1"), stage(self.i_theta, "theta1")
-        # `live`: no clear since the update was issued; a cleared update must not write back
-        # (its row is fresh again and has to stay 0).
-        live1 = stage(self.i_valid, "live1")
 
         # S1: the memory's output registered (EBR clock-to-out is slow); a fresh row reads 0.
         v2 = Signal(data.ArrayLayout(signed(xb), P), name="v2")
@@ -118,7 +115,9 @@ class LIFArray(wiring.Component):
             m.d.sync += v2[j].eq(Mux(fresh1, 0, rp.data[j]))
         valid2, addr2 = stage(valid1, "valid2"), stage(addr1, "addr2")
         x2, theta2 = stage(x1, "x2"), stage(theta1, "theta2")
-        live2 = stage(live1 & ~self.clear, "live2")
+        # `live`: no clear since the update was issued (an update issued with the clear is live); a
+        # cleared update must not write back (its row is fresh again and has to stay 0).
+        live2 = stage(valid1 & ~self.clear, "live2")
 
         # S2: w = v + x.
         w3 = Signal(data.ArrayLayout(signed(xb + 1), P), name="w3")
