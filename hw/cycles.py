@@ -19,6 +19,7 @@ import numpy as np
 
 from hw.adder_tree import tree_latency
 from hw.attention import FIRE_LATENCY
+from hw.spike_linear import ACC_OVERHEAD
 from hw.sequencer import DRAIN_DEPTH, ENC, HEAD, KV, Program
 
 __all__ = ["pass_sources", "flush_cycles", "pass_cycles", "visited_inputs", "image_cycles"]
@@ -58,9 +59,9 @@ def pass_cycles(prog: Program, ps, visited: Callable[[int], int]) -> int:
         v = visited(g)
         total += TL + 1                                                  # LOAD, LOADW
         if ps.kind == HEAD:
-            total += nch * (1 + v + 2 + 1) + (nch - 1)                   # START, ACC, DRAIN; HWAIT
+            total += nch * (1 + v + ACC_OVERHEAD + 1) + (nch - 1)        # START, ACC, DRAIN; HWAIT
         else:
-            total += nch * (1 + v + 2 + TL)                              # START, ACC, DRAIN
+            total += nch * (1 + v + ACC_OVERHEAD + TL)                   # START, ACC, DRAIN
             if ps.masked and g < G - 1:
                 total += DRAIN_DEPTH                                     # GWAIT (O pass)
     return total

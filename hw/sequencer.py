@@ -283,8 +283,8 @@ class Sequencer(wiring.Component):
         memories, the kv thresholds), ``w_data`` truncated to the segment's width. Only while idle.
 
     Latency (cycles per image, dense mode): E: N*chD*(K+2)+4; per timestep: ENC N*chD+6;
-    per block QKV G*(TL+1 + 3chD*(n+3+TL)) + 6, KV N+1+count+fire, O/FC1/FC2 alike with their
-    chunk counts and fan-ins n (D or H); HEAD G*(TL+1 + chC*(D+5)) + flush; argmax C+1.
+    per block QKV G*(TL+1 + 3chD*(n+4+TL)) + 6, KV N+1+count+fire, O/FC1/FC2 alike with their
+    chunk counts and fan-ins n (D or H); HEAD G*(TL+1 + chC*(D+6) - 1) + flush; argmax C+1.
     Event-driven: n becomes the number of inputs where any token of the group spikes.
     Measured numbers: docs/hardware.md.
 
@@ -575,6 +575,12 @@ class Sequencer(wiring.Component):
         for j in range(P):
             m.d.comb += ro.i_bias[j].eq(p_bias(prp.data, j))
         m.d.sync += head1.eq(0)
+        # SpikeLinear's `start` and `shift` each fan out to every accumulator (TL x P x acc_bits
+        # flip-flops): driven from registers set on the FSM transitions into START / DRAIN, not
+        # from the state decode (the 23.6 ns critical path at 753ace3). Same cycles as before.
+        sl_start, sl_shift = Signal(), Signal()
+        m.d.comb += [sl.start.eq(sl_start), sl.shift.eq(sl_shift)]
+        m.d.sync += [sl_start.eq(0), sl_shift.eq(0)]
 
         m.d.comb += self.busy.eq(1)
         m.d.sync += self.done.eq(0)
@@ -650,13 +656,16 @@ class Sequencer(wiring.Component):
                         with m.If(k_ctr == TL - 1):
                             m.next = f"P{pi}_LOADW"
                     with m.State(f"P{pi}_LOADW"):
+                        m.d.sync += sl_start.eq(1)
                         m.next = f"P{pi}_START"
                     with m.State(f"P{pi}_START"):
-                        m.d.comb += [sl.start.eq(1), sl.base.eq(c_wbase[ch_ctr]), sl.n_in.eq(ps.n_in)]
+                        m.d.comb += [sl.base.eq(c_wbase[ch_ctr]), sl.n_in.eq(ps.n_in)]
                         m.next = f"P{pi}_ACC"
                     with m.State(f"P{pi}_ACC"):
                         with m.If(sl.done):
                             m.d.sync += k_ctr.eq(0)
+                            if ps.kind != HEAD:
+                                m.d.sync += sl_shift.eq(1)
                             m.next = f"P{pi}_DRAIN"
                     with m.State(f"P{pi}_DRAIN"):
                         if ps.kind == HEAD:
@@ -670,10 +679,11 @@ class Sequencer(wiring.Component):
                                          d_ch.eq(cch), d_layer.eq(c_layer[ch_ctr]), d_dest.eq(c_dest[ch_ctr]),
                                          d_last.eq(c_last[ch_ctr]), d_mask.eq(c_mask[ch_ctr]),
                                          d_mbase.eq(c_mbase[ch_ctr]), d_nch.eq(c_nch[ch_ctr]),
-                                         d_uaddr.eq(n_d * chD + cch), d_prow.eq(c_prow[ch_ctr]),
-                                         sl.shift.eq(1)]
+                                         d_uaddr.eq(n_d * chD + cch), d_prow.eq(c_prow[ch_ctr])]
                             m.d.sync += k_ctr.eq(k_ctr + 1)
                             last_k = k_ctr == TL - 1
+                            with m.If(~last_k):
+                                m.d.sync += sl_shift.eq(1)
                         with m.If(last_k):
                             m.d.sync += [k_ctr.eq(0)]
                             with m.If(ch_ctr == nch_pass - 1):
@@ -685,9 +695,12 @@ class Sequencer(wiring.Component):
                                     m.next = f"P{pi}_GWAIT" if ps.masked else f"P{pi}_LOAD"
                             with m.Else():
                                 m.d.sync += ch_ctr.eq(ch_ctr + 1)
+                                if ps.kind != HEAD:
+                                    m.d.sync += sl_start.eq(1)
                                 m.next = f"P{pi}_HWAIT" if ps.kind == HEAD else f"P{pi}_START"
                     if ps.kind == HEAD:
                         with m.State(f"P{pi}_HWAIT"):  # the Readout reads acc at S1
+                            m.d.sync += sl_start.eq(1)
                             m.next = f"P{pi}_START"
                     if ps.masked:
                         with m.State(f"P{pi}_GWAIT"):

@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.common import ceil_div, check_bool, check_int, pack, sbits
 
-__all__ = ["SpikeLinear", "pack_matrix"]
+__all__ = ["ACC_OVERHEAD", "SpikeLinear", "pack_matrix"]
 
 
 def pack_matrix(weight: np.ndarray, lanes: int, weight_bits: int) -> list[int]:
@@ -29,6 +29,9 @@ def pack_matrix(weight: np.ndarray, lanes: int, weight_bits: int) -> list[int]:
         for i in range(n_in):
             rows.append(pack(block[i], weight_bits))
     return rows
+
+
+ACC_OVERHEAD = 3  # cycles from `start` to `done` beyond one per visited input
 
 
 class SpikeLinear(wiring.Component):
@@ -60,15 +63,17 @@ class SpikeLinear(wiring.Component):
     start : In(1), base : In(range(depth)), n_in : In(range(inputs + 1))
         Start one accumulation: zero the accumulators, then visit inputs 0 .. n_in-1 (bits of
         the spike vectors at and above n_in are ignored) reading rows base + i.
-    busy : Out(1)                from the cycle after `start` until `done`.
+    busy : Out(1)                from the cycle after `start` until the cycle before `done`.
     done : Out(1)                one-cycle pulse: `acc` is final.
     acc : Out(ArrayLayout(ArrayLayout(signed(acc_bits), lanes), TL))
     shift : In(1)                drain: acc[k] <= acc[k+1], the last lane <= 0.
     w_en : In(1), w_addr : In(range(depth)), w_data : In(unsigned(lanes*weight_bits))  (loadable)
 
-    Latency: from `start` to `done`: v + 2 cycles, v = n_in (dense) or the number of inputs
-    where any token lane spikes (event-driven). The weight read is registered (the EBR output
-    register), so the memory never sits in a combinational path with the adders.
+    Latency: from `start` to `done`: v + ``ACC_OVERHEAD`` = v + 3 cycles, v = n_in (dense) or the
+    number of inputs where any token lane spikes (event-driven); one input per cycle. Three
+    stages: choose the input (find-first-set or counter), address the row and register the spike
+    gates, accumulate. The weight read is registered, so the memory never sits in a
+    combinational path with the adders.
 
     Resources: weight memory depth x lanes*weight_bits bits (EBR); TL*lanes accumulators of
     acc_bits (flip-flops + one adder each); a TL-way `inputs`:1 bit mux for the spike gates;
@@ -95,6 +100,7 @@ class SpikeLinear(wiring.Component):
         self.inputs, self.lanes, self.token_lanes, self.weight_bits = inputs, lanes, token_lanes, weight_bits
         self.rows = rows
         self.depth = len(rows)
+        self.acc_overhead = ACC_OVERHEAD
         self.event_driven = event_driven
         self.loadable = loadable
         self.acc_bits = sbits(inputs * (1 << (weight_bits - 1)))
@@ -127,16 +133,25 @@ class SpikeLinear(wiring.Component):
         running = Signal()
         base = Signal.like(self.base)
         n_in = Signal.like(self.n_in)
-        # Issue stage: pick the next input index.
-        idx = Signal(range(max(n, 2)))
+        # S0 (issue): choose the next input and register its index. S1: the row address
+        # (base + index) goes to the memory and the TL spike gates (an index mux) are registered.
+        # S2: the row is here; accumulate. The find-first-set, its encoder, the address adder
+        # and the EBR address were one 19 ns path before. Only the index is registered, not the
+        # one-hot choice: a registered one-hot fanning out into TL AND-ORs did not route on the
+        # 85F default (docs/build.md).
         issue = Signal()
+        idx0 = Signal(range(max(n, 2)))
+        idx1 = Signal.like(idx0)
+        valid1 = Signal()
+        gate2 = Signal(TL)
+        m.d.sync += [valid1.eq(issue), idx1.eq(idx0)]
         if self.event_driven:
             pending = Signal(n)
             onehot = Signal(n)
             m.d.comb += onehot.eq(pending & (~pending + 1)[:n])  # lowest set bit
-            for b in range(len(idx)):
-                m.d.comb += idx[b].eq(0 if not [i for i in range(n) if (i >> b) & 1]
-                                      else _or_bits(onehot, [i for i in range(n) if (i >> b) & 1]))
+            for b in range(len(idx0)):
+                m.d.comb += idx0[b].eq(0 if not [i for i in range(n) if (i >> b) & 1]
+                                       else _or_bits(onehot, [i for i in range(n) if (i >> b) & 1]))
             m.d.comb += issue.eq(running & (pending != 0))
             union = Signal(n)
             for k in range(TL):
@@ -150,34 +165,35 @@ class SpikeLinear(wiring.Component):
                 m.d.sync += pending.eq(pending & ~onehot)
         else:
             counter = Signal(range(n + 1))
-            m.d.comb += [idx.eq(counter), issue.eq(running & (counter < n_in))]
+            m.d.comb += [idx0.eq(counter), issue.eq(running & (counter < n_in))]
             with m.If(self.start):
                 m.d.sync += counter.eq(0)
             with m.Elif(issue):
                 m.d.sync += counter.eq(counter + 1)
-
-        m.d.comb += rp.addr.eq(base + idx)
-        gate1 = Signal(TL)
-        valid1 = Signal()
-        m.d.sync += valid1.eq(issue)
         for k in range(TL):
-            m.d.sync += gate1[k].eq(spikes[k].bit_select(idx, 1))
+            m.d.sync += gate2[k].eq(spikes[k].bit_select(idx1, 1))
+
+        m.d.comb += rp.addr.eq(base + idx1)
+        valid2 = Signal()
+        m.d.sync += valid2.eq(valid1)
 
         with m.If(self.start):
             m.d.sync += [running.eq(1), base.eq(self.base), n_in.eq(self.n_in)]
         with m.Elif(running & ~issue):
             m.d.sync += running.eq(0)
-        # `running` drops the cycle after the last issue; that cycle applies the last row.
-        m.d.sync += self.done.eq(running & ~issue & ~self.start)
-        m.d.comb += self.busy.eq(running)
+        # `running` drops the cycle after the last issue; the last row is applied two cycles
+        # after that issue, so `done` comes one cycle after `ending`.
+        ending = Signal()
+        m.d.sync += [ending.eq(running & ~issue & ~self.start), self.done.eq(ending)]
+        m.d.comb += self.busy.eq(running | ending)
 
-        # Accumulate (stage 1: the registered weight row is here).
+        # Accumulate (S2: the registered weight row is here).
         for k in range(TL):
             for j in range(P):
                 w = rp.data.word_select(j, wb).as_signed()
                 with m.If(self.start):
                     m.d.sync += self.acc[k][j].eq(0)
-                with m.Elif(valid1 & gate1[k]):
+                with m.Elif(valid2 & gate2[k]):
                     m.d.sync += self.acc[k][j].eq(self.acc[k][j] + w)
                 with m.Elif(self.shift):
                     m.d.sync += self.acc[k][j].eq(self.acc[k + 1][j] if k + 1 < TL else 0)

@@ -62,17 +62,17 @@ def test_fixed_parts_digits(hw):
 
 @pytest.mark.parametrize("hw", ["default", "small"])
 def test_lin_pass_formula(hw):
-    """docs/hardware.md 3.2: LIN = 1 + F + Σ_g [TL + 1 + c·(v_g + 3 + TL)] (+ DRAIN_DEPTH·(G−1) for O)."""
+    """docs/hardware.md 3.2: LIN = 1 + F + Σ_g [TL + 1 + c·(v_g + 4 + TL)] (+ DRAIN_DEPTH·(G−1) for O)."""
     prog = Program(random_artifact(DIGITS, 0), HW_PRESETS[hw])
     F, TL, G = flush_cycles(prog), prog.TL, prog.groups
     by = {ps.name: ps for ps in prog.passes}
     v = [3, 0, 7, 1][:G]
     for name, extra in (("b0.qkv", 0), ("b0.fc1", 0), ("b0.fc2", 0), ("b0.o", DRAIN_DEPTH * (G - 1))):
         c = len(by[name].chunks)
-        want = 1 + F + sum(TL + 1 + c * (vg + 3 + TL) for vg in v) + extra
+        want = 1 + F + sum(TL + 1 + c * (vg + 4 + TL) for vg in v) + extra
         assert pass_cycles(prog, by[name], lambda g: v[g]) == want, name
     c = len(by["head"].chunks)
-    assert pass_cycles(prog, by["head"], lambda g: v[g]) == 1 + F + sum(TL + 1 + c * (vg + 4) + c - 1 for vg in v)
+    assert pass_cycles(prog, by["head"], lambda g: v[g]) == 1 + F + sum(TL + 1 + c * (vg + 5) + c - 1 for vg in v)
 
 
 @pytest.mark.parametrize("cfg", [DIGITS, FMNIST], ids=lambda c: c.name)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hw.common import ceil_div, pack
-from hw.spike_linear import SpikeLinear, pack_matrix
+from hw.spike_linear import ACC_OVERHEAD, SpikeLinear, pack_matrix
 from quant.contract import signed_range, spike_linear
 from tests.hw_util import lanes_of, raw, run_sim, seed_for, set_raw
 
@@ -90,7 +90,7 @@ def test_spike_linear_matches_contract(n_in, n_out, P, TL, wb, event_driven):
         np.testing.assert_array_equal(g, w, err_msg=f"job {i}")
     for (s, base, nin), c in zip(jobs, cycles):
         visited = int(np.any(s[:, :nin], axis=0).sum()) if event_driven else nin
-        assert c == visited + 2, (c, visited)
+        assert c == visited + ACC_OVERHEAD == visited + 3, (c, visited)
 
 
 def test_spike_linear_loadable_write_port():
