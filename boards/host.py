@@ -47,9 +47,10 @@ __all__ = [
 REBUILD_HINT = "python -m hw.build --board ulx3s --artifact ARTIFACT --program"
 
 
-def rebuild_hint(artifact: str | None = None) -> str:
-    """The command that builds (and programs) a bitstream for `artifact`."""
-    return REBUILD_HINT.replace("ARTIFACT", artifact) if artifact else REBUILD_HINT
+def rebuild_hint(artifact: str | None = None, board: str = "ulx3s") -> str:
+    """The command that builds (and programs) a bitstream for `artifact` on `board`."""
+    hint = REBUILD_HINT.replace("--board ulx3s", f"--board {board}")
+    return hint.replace("ARTIFACT", artifact) if artifact else hint
 
 RETRYABLE = {Nak.BAD_CRC, Nak.BAD_LENGTH, Nak.TIMEOUT}
 
@@ -115,15 +116,19 @@ class Host:
         Extra attempts after a timeout or a damaged frame.
     drain : float
         Quiet time (seconds) that ends the draining of the line before a retry.
+    board : str
+        The `hw.platforms.BOARDS` name the rebuild hints in error messages name.
     """
 
-    def __init__(self, transport, *, timeout: float = 1.0, retries: int = 3, drain: float = 0.05):
+    def __init__(self, transport, *, timeout: float = 1.0, retries: int = 3, drain: float = 0.05,
+                 board: str = "ulx3s"):
         if timeout <= 0 or drain <= 0 or retries < 0:
             raise ValueError(f"timeout and drain must be > 0 and retries >= 0; got {timeout}, {drain}, {retries}")
         self.transport = transport
         self.timeout = timeout
         self.retries = retries
         self.drain = drain
+        self.board = board
         self.stats = LinkStats()
         self._seq = 0
         self._identity: Identity | None = None
@@ -202,15 +207,14 @@ class Host:
             "port, the baud rate (both ends must agree) and that the board holds an STF-FPGA bitstream"
         )
 
-    @staticmethod
-    def _hint(code: int, cmd: int = 0) -> str:
+    def _hint(self, code: int, cmd: int = 0) -> str:
         if code == Nak.BAD_PAYLOAD and cmd == Cmd.LOAD_WEIGHTS:
             return ("; the chunk is not whole rows inside the device's parameter image (hw.param_image): "
                     "send Host.load_weights' chunks, or rebuild the bitstream from this checkout")
         if code == Nak.CONFIG_MISMATCH:
-            return f"; the bitstream was built for another model config: rebuild it for this artifact ({REBUILD_HINT})"
+            return f"; the bitstream was built for another model config: rebuild it for this artifact ({rebuild_hint(board=self.board)})"
         if code == Nak.UNSUPPORTED:
-            return f"; this bitstream has its weights baked in: rebuild it with the artifact instead ({REBUILD_HINT})"
+            return f"; this bitstream has its weights baked in: rebuild it with the artifact instead ({rebuild_hint(board=self.board)})"
         if code == Nak.BAD_VERSION:
             return "; update the host tool or the bitstream so both speak the same protocol version"
         if code == Nak.UNKNOWN_COMMAND:
@@ -241,7 +245,7 @@ class Host:
             shell = " (hash 0: a shell bitstream without the network)" if dev == 0 else ""
             raise ConfigMismatch(
                 f"{name or 'the artifact'} has config hash {config_hash32:08x}, the bitstream {dev:08x}{shell}; "
-                f"rebuild the bitstream for it: {rebuild_hint(name)}"
+                f"rebuild the bitstream for it: {rebuild_hint(name, self.board)}"
             )
 
     @property
@@ -297,7 +301,7 @@ class Host:
             raise WeightsBaked(
                 f"this bitstream has its weights baked in (IDENTITY flags 0x{ident.flags:02x}: not loadable), "
                 f"so {name or 'the artifact'} cannot be loaded at run time; rebuild the bitstream with it: "
-                f"{rebuild_hint(name)}, or build a loadable one (--hw-config '{{\"weights\": \"loadable\"}}')"
+                f"{rebuild_hint(name, self.board)}, or build a loadable one (--hw-config '{{\"weights\": \"loadable\"}}')"
             )
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or not 1 <= chunk_size <= LOAD_CHUNK_MAX:
             raise HostError(f"chunk_size must be an integer in 1..{LOAD_CHUNK_MAX} (the device's chunk buffer), "
@@ -358,8 +362,10 @@ class SerialTransport:
         self.port.close()
 
 
-def open_serial(path: str, baud: int) -> SerialTransport:
-    """Open a serial port; a missing pyserial, or a missing or busy port, raises `HostError`."""
+def open_serial(path: str, baud: int, where: str = "ULX3S: its FTDI port, usually /dev/ttyUSB0") -> SerialTransport:
+    """Open a serial port; a missing pyserial, or a missing or busy port, raises `HostError`.
+
+    `where` says where the board's port is (the missing-port message quotes it)."""
     import os
 
     try:
@@ -373,8 +379,8 @@ def open_serial(path: str, baud: int) -> SerialTransport:
         raise HostError(f"baud rate must be a positive integer, not {baud!r}")
     if not os.path.exists(path):
         raise HostError(
-            f"serial port {path} does not exist; is the board plugged in? (ULX3S: its FTDI port, "
-            "usually /dev/ttyUSB0; list ports with: python -m serial.tools.list_ports; or use --sim)"
+            f"serial port {path} does not exist; is the board plugged in? ({where}; "
+            "list ports with: python -m serial.tools.list_ports; or use --sim)"
         )
     try:
         return SerialTransport(serial.Serial(path, baud, timeout=0.1))

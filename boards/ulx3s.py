@@ -41,13 +41,15 @@ class HostBoard:
     description: str   # --help's first line
     port: str          # default serial port
     port_help: str
+    port_where: str    # where that port is, for the missing-port message
 
 
 HOST_BOARDS = {
     "ulx3s": HostBoard(
         "ulx3s", "boards.ulx3s",
         "Host tool for a ULX3S running an STF-FPGA bitstream, over its USB serial port.",
-        "/dev/ttyUSB0", "serial port of the board (the ULX3S's FTDI)"),
+        "/dev/ttyUSB0", "serial port of the board (the ULX3S's FTDI)",
+        "ULX3S: its FTDI port on the US1 USB connector, usually /dev/ttyUSB0"),
     # The OrangeCrab has no USB-UART: a 3.3 V USB-serial adapter (FTDI, CP210x, CH340: all
     # /dev/ttyUSB0 on Linux) on the Feather header carries the link (docs/build.md).
     "orangecrab": HostBoard(
@@ -55,7 +57,9 @@ HOST_BOARDS = {
         "Host tool for an OrangeCrab r0.2 running an STF-FPGA bitstream, over a 3.3 V USB-serial "
         "adapter on its Feather header.",
         "/dev/ttyUSB0", "serial port of the 3.3 V USB-serial adapter wired to the OrangeCrab's "
-                        "Feather pins 0 (its RX: the adapter's TX), 1 (its TX: the adapter's RX) and GND"),
+                        "Feather pins 0 (its RX: the adapter's TX), 1 (its TX: the adapter's RX) and GND",
+        "OrangeCrab: the USB-serial adapter on Feather pins 0/1, usually /dev/ttyUSB0 (CP210x, FTDI, "
+        "CH340) or /dev/ttyACM0; not the OrangeCrab's own USB port"),
 }
 
 
@@ -166,11 +170,12 @@ def _connect(args):
         per = "about 10-15 s" if args.sim_core == "rtl" else "about 1-2 s"
         print(f"SIMULATED board (no serial port): BoardTop in Amaranth's simulator, {args.sim_core} core, "
               f"artifact {src}; {per} of wall time per image", file=sys.stderr)
-        return board.host(retries=args.retries), "the simulated board", board
-    transport = open_serial(args.port, args.baud)
+        return board.host(retries=args.retries, board=args.host_board.name), "the simulated board", board
+    transport = open_serial(args.port, args.baud, args.host_board.port_where)
     from boards.host import Host
 
-    return Host(transport, timeout=args.timeout, retries=args.retries), f"{args.port} at {args.baud} baud", None
+    return (Host(transport, timeout=args.timeout, retries=args.retries, board=args.host_board.name),
+            f"{args.port} at {args.baud} baud", None)
 
 
 def _sim_hw(args):

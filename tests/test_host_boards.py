@@ -60,3 +60,31 @@ def test_no_board_answering_names_the_build_command(capsys, main, board):
     finally:
         os.close(master)
         os.close(slave)
+
+
+@pytest.mark.parametrize("main, where", [
+    (ulx3s.main, "(ULX3S: its FTDI port on the US1 USB connector, usually /dev/ttyUSB0;"),
+    (orangecrab.main, "(OrangeCrab: the USB-serial adapter on Feather pins 0/1, usually /dev/ttyUSB0"),
+])
+def test_missing_port_says_where_the_boards_port_is(capsys, main, where):
+    rc = main(["--port", "/nonexistent/ttyUSB9", "info"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "serial port /nonexistent/ttyUSB9 does not exist; is the board plugged in? " + where in err
+
+
+@pytest.mark.parametrize("board", ["ulx3s", "orangecrab"])
+def test_refusal_hints_name_the_hosts_board(board):
+    from boards.host import ConfigMismatch, Host, rebuild_hint
+    from tests.test_host import IDENT, FakeDevice
+
+    import numpy as np
+
+    h = Host(FakeDevice(), board=board)
+    h.identify()
+    with pytest.raises(ConfigMismatch) as e:
+        h.classify(np.zeros(64, np.uint8), config_hash32=0x0BADCAFE)
+    assert e.value.args[0].endswith(f"rebuild the bitstream for it: python -m hw.build --board {board} "
+                                    "--artifact ARTIFACT --program")
+    assert rebuild_hint("a.npz", board) == f"python -m hw.build --board {board} --artifact a.npz --program"
+    assert IDENT.config_hash32 != 0x0BADCAFE
