@@ -311,7 +311,7 @@ def parse_yosys_stat(text: str) -> dict[str, int]:
 def yosys_row(art, hw, board: str, variant: str, clock: float, toolchain: str) -> dict[str, Any]:
     """Resources of Top (no board shell) from Yosys' synth_ecp5 alone: cells, no placement."""
     from hw.build import find_toolchain
-    from hw.platforms import get_board
+    from hw.platforms import get_board, synth_commands
     from hw.resources import mult18_lower_bound
     from hw.sequencer import Program
     from amaranth.back import rtlil
@@ -322,12 +322,12 @@ def yosys_row(art, hw, board: str, variant: str, clock: float, toolchain: str) -
     yosys = find_toolchain(toolchain)["YOSYS"]
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-hw-") as d:
-        # RTLIL and the board's synth_ecp5 options in hw.build's order, retried the same way:
-        # Yosys 0.70's abc9 fails on some designs without -dff and on others with it
+        # RTLIL and the board's Yosys recipes in hw.build's order, retried the same way
+        # (hw.platforms.SYNTH_FLOWS: Yosys 0.70's abc9 fails on some netlists)
         (Path(d) / "top.il").write_text(rtlil.convert(Top(art, hw), name="top"))
-        for opts in get_board(board).synth_attempts:
-            r = subprocess.run([yosys, "-q", "-p", f"read_rtlil top.il; synth_ecp5 {opts} -top top; tee -q -o stat.txt stat"],
-                               cwd=d, capture_output=True, text=True)
+        for flow in get_board(board).synth_attempts:
+            script = "; ".join(["read_rtlil top.il", *synth_commands(flow, "top"), "tee -q -o stat.txt stat"])
+            r = subprocess.run([yosys, "-q", "-p", script], cwd=d, capture_output=True, text=True)
             if r.returncode == 0:
                 break
         if r.returncode != 0:
@@ -343,7 +343,7 @@ def yosys_row(art, hw, board: str, variant: str, clock: float, toolchain: str) -
                                                         for k, u, a in zip(RESOURCES, used, cap)},
             "yosys_cells": cells, "mult18_lower_bound": mult18_lower_bound(Program(art, hw)), "fmax_mhz": None,
             "timing_met": None, "build_s": round(time.monotonic() - t0, 1),
-            "note": "Yosys synth_ecp5 (hw.build's options) of Top without the board shell, no place and route: LUT4 = LUT4 + 2 x CCU2C "
+            "note": "Yosys synth_ecp5 (hw.build's recipe) of Top without the board shell, no place and route: LUT4 = LUT4 + 2 x CCU2C "
                     "cells (nextpnr's TRELLIS_COMB sites are more), no Fmax"}
 
 

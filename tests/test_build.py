@@ -541,21 +541,48 @@ def test_real_orangecrab_shell_build(tmp_path):
 
 
 def test_real_build_retries_synthesis_with_the_next_option(tmp_path, monkeypatch):
-    """A synthesis that fails is run again with the board's next synth_ecp5 option (the Yosys
-    0.70 abc9 defects of docs/build.md); report.json names the option that ran and the failure.
-    An option Yosys rejects stands in for the abc9 crash here (same path: no top.json)."""
+    """A synthesis that fails is run again with the board's next Yosys recipe (the Yosys 0.70
+    abc9 defects of docs/build.md); report.json names the recipe that ran and the failure. A
+    recipe with an option Yosys rejects stands in for the abc9 crash here (same path: no top.json)."""
     import dataclasses
 
     import hw.platforms as hp
 
-    monkeypatch.setitem(hp.BOARDS, "ulx3s", dataclasses.replace(hp.BOARDS["ulx3s"],
-                                                                synth_attempts=("-no-such-option", "")))
+    monkeypatch.setitem(hp.SYNTH_FLOWS, "broken", ("-no-such-option", ()))
+    monkeypatch.setitem(hp.BOARDS, "ulx3s", dataclasses.replace(hp.BOARDS["ulx3s"], synth_attempts=("broken", "abc")))
     seen = []
     report = hb.build(board_name="ulx3s", variant="12F", artifact_path=None, shell=True, out=tmp_path / "b",
                       seed=1, progress=seen.append)
-    assert report["ok"] and report["synth_opts"] == ""
-    assert [f["synth_opts"] for f in report["synth_failed"]] == ["-no-such-option"]
+    assert report["ok"] and report["synth_flow"] == "abc" and report["synth_opts"] == "-run :map_luts"
+    assert [(f["synth_flow"], f["synth_opts"]) for f in report["synth_failed"]] == [("broken", "-no-such-option")]
     assert "Unknown option" in report["synth_failed"][0]["error"]
-    assert any(m.startswith("yosys failed with synth_ecp5 -no-such-option") and "retrying with no options" in m
-               for m in seen), seen
+    assert any(m.startswith("yosys failed with the broken flow (synth_ecp5 -no-such-option -top top)")
+               and "retrying with the abc flow" in m for m in seen), seen
+    rpt = (tmp_path / "b" / "ulx3s-12F" / "top.rpt").read_text()
+    assert "Executing ABC pass (technology mapping using ABC)" in rpt and "Executing ABC9 pass" not in rpt
+    assert "synthesis: the abc flow (after broken failed)" in hb.format_report(report)
     report_equals_nextpnr(tmp_path / "b" / "ulx3s-12F")
+
+
+def test_board_refuses_unknown_synthesis_flows():
+    import dataclasses
+
+    import hw.platforms as hp
+
+    with pytest.raises(ValueError, match=r"Board ulx3s: synth_attempts must name flows of hw.platforms.SYNTH_FLOWS "
+                                         r"\(abc, abc9-dff, abc9\), got \['-dff'\]"):
+        dataclasses.replace(hp.BOARDS["ulx3s"], synth_attempts=("-dff",))
+    assert hp.synth_commands("abc9-dff", "core") == ["synth_ecp5 -dff -top core"]
+    assert hp.synth_commands("abc", "core")[-1] == "synth_ecp5 -run map_cells: -top core"
+
+
+def test_board_refuses_unknown_synthesis_flows():
+    import dataclasses
+
+    import hw.platforms as hp
+
+    with pytest.raises(ValueError, match=r"Board ulx3s: synth_attempts must name flows of hw.platforms.SYNTH_FLOWS "
+                                         r"\(abc, abc9-dff, abc9\), got \['-dff'\]"):
+        dataclasses.replace(hp.BOARDS["ulx3s"], synth_attempts=("-dff",))
+    assert hp.synth_commands("abc9-dff", "core") == ["synth_ecp5 -dff -top core"]
+    assert hp.synth_commands("abc", "core")[-1] == "synth_ecp5 -run map_cells: -top core"
