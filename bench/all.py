@@ -1,7 +1,8 @@
 """``python -m bench all [--smoke]``: every benchmark module that exists, within a time budget.
 
-Runs, in this order, those of golden, sim, latency, cpu, energy, hw, area, stf, accuracy that
-exist under ``bench/``, then any other bench module (never ``all`` or ``summary``), each as its
+Runs, in this order, those of golden, sim, latency, cpu, energy, hw, stf, accuracy that
+exist under ``bench/``, then any other bench module (never ``all``, ``summary`` or ``area``, the
+alias of ``hw``), each as its
 own process ``python -m bench <name>`` with ``--smoke`` (and ``--out-dir``) passed on when given.
 Latency must come before cpu, which reads its JSON. The whole run has ``--budget-min`` minutes
 (default 60): a bench still running when the budget is spent is stopped (its process group) and
@@ -35,8 +36,8 @@ from pathlib import Path
 from bench.common import RESULTS, table
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ("golden", "sim", "latency", "cpu", "energy", "hw", "area", "stf", "accuracy")
-NOT_BENCHES = ("all", "summary")
+ORDER = ("golden", "sim", "latency", "cpu", "energy", "hw", "stf", "accuracy")
+NOT_BENCHES = ("all", "summary", "area")  # area: an alias of hw
 # Benches that take --budget-min and skip work rather than be stopped midway: the share of the
 # time left (when they start) that they may use.
 BUDGET_SHARE = {"hw": 0.5}

@@ -115,6 +115,7 @@ def test_all_smoke_runs_a_subset_and_writes_summary(tmp_path, capsys):
 
     assert bench_all.plan()[:3] == [n for n in ("golden", "sim", "latency") if n in available()][:3]
     assert "all" not in bench_all.plan() and "summary" not in bench_all.plan()
+    assert "area" in available() and "area" not in bench_all.plan() and "hw" in bench_all.plan()  # area = hw
     rc = bench_all.main(["--smoke", "--only", "energy", "--out-dir", str(tmp_path)])
     assert rc == 0
     md = (tmp_path / "SUMMARY.md").read_text()
