@@ -44,13 +44,12 @@ __all__ = [
     "SerialTransport", "open_serial", "LinkStats", "REBUILD_HINT", "rebuild_hint",
 ]
 
-REBUILD_HINT = "python -m hw.build --board ulx3s --artifact ARTIFACT --program"
-
-
 def rebuild_hint(artifact: str | None = None, board: str = "ulx3s") -> str:
     """The command that builds (and programs) a bitstream for `artifact` on `board`."""
-    hint = REBUILD_HINT.replace("--board ulx3s", f"--board {board}")
-    return hint.replace("ARTIFACT", artifact) if artifact else hint
+    return f"python -m hw.build --board {board} --artifact {artifact or 'ARTIFACT'} --program"
+
+
+REBUILD_HINT = rebuild_hint()
 
 RETRYABLE = {Nak.BAD_CRC, Nak.BAD_LENGTH, Nak.TIMEOUT}
 

