@@ -371,6 +371,7 @@ def build(
                 f"elaborated in {t_elab:.1f} s)")
             t1 = time.perf_counter()
             _compile(sim, src, top, bdir, args)
+            _prune_intermediates(bdir)
             seconds = time.perf_counter() - t1
             log(f"sim: built {top} for {sim} in {seconds:.1f} s")
             meta = {"name": name, "top": top, "sim": sim, "hash": digest, "build_seconds": seconds,
@@ -466,6 +467,19 @@ def _compile(sim: str, src: Path, top: str, bdir: Path, args: list[str]) -> None
                         if (bdir / (stem + ext)).is_file():
                             shutil.copy2(bdir / (stem + ext), rt / (stem + ext))
                 (rt / "done").write_text("ok\n")
+
+
+# What a finished build no longer needs: Verilator's generated C++, its precompiled headers
+# (two of about 80 MB each for a whole network), objects and archives. Only the executable, the
+# Verilog and the stamps are used by a run; keeping the rest made each CI run leave about 6 GB
+# in build/sim and filled the disk.
+_INTERMEDIATE_SUFFIXES = (".gch", ".o", ".a", ".d", ".cpp", ".h")
+
+
+def _prune_intermediates(bdir: Path) -> None:
+    for f in bdir.iterdir():
+        if f.is_file() and f.suffix in _INTERMEDIATE_SUFFIXES:
+            f.unlink()
 
 
 def _verilator_runner(runtime_objs: list[str]):

@@ -37,6 +37,8 @@ def test_manifest_and_cache(sim):
     assert d2.build_seconds == 0.0, "the second build of an identical design must reuse the cache"
     d3 = _fifo_design(sim, depth=5)
     assert d3.build_dir != d1.build_dir, "a different design must get its own build folder"
+    left = sorted(f.name for f in d1.build_dir.iterdir() if f.suffix in (".gch", ".o", ".a", ".cpp", ".h"))
+    assert left == [], f"a finished build keeps only what a run needs, found {left}"
 
 
 @pytest.mark.parametrize("in_stall,out_stall", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.6), (0.4, 0.7)])
