@@ -93,8 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--stf", default=None, choices=("off", "tspe", "tf", "both"), help="override the config's STF mode")
     ap.add_argument("--lr", type=float, default=3e-3, help="peak Adam learning rate (cosine decay to 0)")
     ap.add_argument("--batch-size", type=int, default=32, help="images per step (per process under torchrun)")
-    ap.add_argument("--shift-prob", type=float, default=0.25, help="probability of a random 1-pixel shift per image")
-    ap.add_argument("--ema", type=float, default=0.995,
+    ap.add_argument("--shift-prob", type=float, default=0.1, help="probability of a random 1-pixel shift per image")
+    ap.add_argument("--ema", type=float, default=0.999,
                     help="decay of the exponential moving average of the weights that is evaluated and exported (0: off)")
     ap.add_argument("--loss", default="tet", choices=("tet", "sum"),
                     help="tet: mean of the cross-entropies of each timestep's logits; sum: cross-entropy of the summed logits")

@@ -60,8 +60,9 @@ def test_at_timesteps_reuses_last_tspe_row():
 def test_run_name_names_every_setting():
     cfg = PRESETS["digits-tiny"]
     a = run_name(cfg, "digits", 0, 60, 0, 0, 0.1)
-    assert a == f"digits-digits-tiny-both-w4-T4-s0-e60-p0.1-{cfg.hash[:8]}"
-    assert run_name(cfg, "digits", 0, 60, 200, 50, 0.1) == f"digits-digits-tiny-both-w4-T4-s0-e60-n200-m50-p0.1-{cfg.hash[:8]}"
+    assert a == f"digits-digits-tiny-both-w4-T4-s0-e60-p0.1-ema0.995-{cfg.hash[:8]}"
+    assert run_name(cfg, "digits", 0, 60, 200, 50, 0.1, 0.999) == (
+        f"digits-digits-tiny-both-w4-T4-s0-e60-n200-m50-p0.1-ema0.999-{cfg.hash[:8]}")
 
 
 def test_unquantized_weights_restores_and_differs():
