@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import RESULTS, save_results, table
+from bench.common import RESULTS, report_missing, save_results, table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="Fashion-MNIST images through the RTL (0: none; the fmnist-small Verilator build takes minutes)")
     ap.add_argument("--runs-dir", type=Path, default=None,
                     help="where trained runs are cached (default runs/bench; smoke: a temporary folder)")
+    ap.add_argument("--check-cache", action="store_true",
+                    help="train and measure nothing: list the runs not yet trained in --runs-dir; exit 3 if there are any")
     ap.add_argument("--smoke", action="store_true", help="tiny CI run; writes files only with --out-dir")
     ap.add_argument("--out-dir", type=Path, default=None, help=f"where accuracy.json/.png go (default {RESULTS})")
     return ap
@@ -103,23 +105,40 @@ def _rtl_or_error(art, images, labels, hw_config) -> dict[str, Any]:
         return {"images": int(len(images)), "error": f"{type(e).__name__}: {e}"}
 
 
-def digits_rows(args, runs_dir: Path) -> list[dict[str, Any]]:
-    from bench.train_variants import float_accuracy, qat_golden, train_variant
+def digits_variants(args) -> list[tuple[int, int, Any]]:
+    """(weight bits, T, config) of every digits variant: the weight-bit sweep at T 4, then T at 4 bits."""
     from model.config import PRESETS
-    from model.data import load_dataset
 
     base = PRESETS["digits-tiny"].with_stf("both")
-    x, y = load_dataset("digits", "test")
     wbs = [int(s) for s in args.weight_bits.split(",") if s.strip()]
     ts = [int(s) for s in args.timesteps.split(",") if s.strip()]
-    variants = [(wb, base.timesteps) for wb in wbs] + [(4, t) for t in ts]
-    variants = list(dict.fromkeys(variants))  # the 4-bit T = 4 variant once
+    variants = list(dict.fromkeys([(wb, base.timesteps) for wb in wbs] + [(4, t) for t in ts]))  # 4-bit T 4 once
+    return [(wb, T, base if (wb, T) == (base.weight_bits, base.timesteps) else base.replace(
+        name=f"{base.name}-w{wb}-t{T}", weight_bits=wb, timesteps=T)) for wb, T in variants]
+
+
+def _training(args) -> dict[str, Any]:
+    return {"epochs": args.epochs, "train_subset": args.train_subset, "shift_prob": args.shift_prob, "ema": args.ema}
+
+
+def missing_runs(args, runs_dir: Path) -> list[str]:
+    """The run folders (under ``runs_dir``) that `digits_rows` would have to train first."""
+    from bench.train_variants import is_trained, run_name
+
+    kw = _training(args)
+    return [run_name(cfg, "digits", args.seed, kw["epochs"], kw["train_subset"], 0, kw["shift_prob"], kw["ema"])
+            for _, _, cfg in digits_variants(args)
+            if not is_trained(cfg, "digits", runs_dir, seed=args.seed, **kw)]
+
+
+def digits_rows(args, runs_dir: Path) -> list[dict[str, Any]]:
+    from bench.train_variants import float_accuracy, qat_golden, train_variant
+    from model.data import load_dataset
+
+    x, y = load_dataset("digits", "test")
     rows = []
-    for wb, T in variants:
-        cfg = base if (wb, T) == (base.weight_bits, base.timesteps) else base.replace(
-            name=f"{base.name}-w{wb}-t{T}", weight_bits=wb, timesteps=T)
-        run = train_variant(cfg, "digits", runs_dir, epochs=args.epochs, seed=args.seed,
-                            train_subset=args.train_subset, shift_prob=args.shift_prob, ema=args.ema, quiet=False)
+    for wb, T, cfg in digits_variants(args):
+        run = train_variant(cfg, "digits", runs_dir, seed=args.seed, quiet=False, **_training(args))
         ev = qat_golden(run, x, y)
         row = {"dataset": "digits", "config": cfg.name, "config_hash": cfg.hash, "weight_bits": wb, "timesteps": T,
                "epochs": args.epochs, "seed": args.seed, "train_images": args.train_subset or 1437,
@@ -232,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="bench-accuracy-") as tmp:
         runs_dir = args.runs_dir or (Path(tmp) if args.smoke else ROOT / "runs" / "bench")
+        if args.check_cache:
+            return report_missing("accuracy", missing_runs(args, runs_dir), runs_dir)
         rows = digits_rows(args, runs_dir)
     fm = fmnist_row(args)
     if fm is not None:

@@ -14,13 +14,15 @@ its share (cached builds cost nothing) and says which it left out. At the end
 (``--out-dir`` when given, else ``bench/results``).
 
 ``stf`` and ``accuracy`` come last because they train: 12 digits + 12 Fashion-MNIST runs and 5
-digits variants (plus one Verilator build per variant), far more than an hour on a shared
-2-core machine when ``runs/bench/`` is empty. They cache every finished run there, so with a
-warm cache they only re-measure; with a cold one the budget stops them (``timeout``) and the
-next ``all`` or ``python -m bench stf`` continues from the runs that finished. Their
-``--smoke`` versions fit any budget.
+digits variants (plus one Verilator build per variant), far more than an hour on a 2-core
+machine when ``runs/bench/`` is empty. They cache every finished run there, and with a warm
+cache they only re-measure (minutes). So ``all`` first asks each of them (``--check-cache``,
+seconds) whether every run it needs is cached; if not, the bench is ``skipped`` with the
+message that names the first missing run and the command that trains them
+(``python -m bench stf``; it continues from whatever runs have finished). Their ``--smoke``
+versions train a few tiny runs in a temporary folder and always run.
 
-Exit status 0 when every bench that ran returned 0.
+Exit status 0 when every bench that ran returned 0 (skipped benches do not count as failures).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import RESULTS, table
+from bench.common import MISSING_RUNS, RESULTS, table
 
 ROOT = Path(__file__).resolve().parent.parent
 ORDER = ("golden", "sim", "latency", "cpu", "energy", "hw", "stf", "accuracy")
@@ -41,6 +43,8 @@ NOT_BENCHES = ("all", "summary", "area")  # area: an alias of hw
 # Benches that take --budget-min and skip work rather than be stopped midway: the share of the
 # time left (when they start) that they may use.
 BUDGET_SHARE = {"hw": 0.5}
+# Benches that train (and cache) models first; run only when their cache is complete.
+NEEDS_TRAINED_RUNS = ("stf", "accuracy")
 
 
 def plan() -> list[str]:
@@ -66,6 +70,20 @@ def _run_one(name: str, extra: list[str], timeout_s: float) -> tuple[str, int | 
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         return "timeout", None, time.monotonic() - t0
+
+
+def _untrained(name: str, timeout_s: float) -> str | None:
+    """None when `name`'s training runs are all cached, else the bench's own message about them."""
+    cmd = [sys.executable, "-m", "bench", name, "--check-cache"]
+    try:
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return f"bench {name} --check-cache did not answer within {timeout_s:.0f} s"
+    if r.returncode == 0:
+        return None
+    if r.returncode == MISSING_RUNS:
+        return r.stdout.strip()
+    return f"bench {name} --check-cache failed (exit {r.returncode}): {(r.stderr or r.stdout).strip()[-500:]}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         if left < 5:
             rows.append([n, "skipped (budget spent)", "-", "-"])
             continue
+        if n in NEEDS_TRAINED_RUNS and not args.smoke:
+            why = _untrained(n, min(left, 300))
+            if why is not None:
+                print(f"\n=== bench all: {n} skipped ===\n{why}", flush=True)
+                rows.append([n, "skipped (runs not trained)", "-", "-"])
+                continue
         own = []
         if n in BUDGET_SHARE and not args.smoke:
             own = ["--budget-min", f"{BUDGET_SHARE[n] * left / 60:.1f}"]
@@ -106,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nbench all ({'smoke' if args.smoke else 'full'}, budget {args.budget_min:g} min):")
     print(table(["bench", "status", "exit", "seconds"], rows))
     print(f"wrote {path}")
-    return 0 if all(r[1] in ("ok", "skipped (budget spent)") for r in rows) else 1
+    return 0 if all(r[1] == "ok" or r[1].startswith("skipped") for r in rows) else 1
 
 
 if __name__ == "__main__":

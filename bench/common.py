@@ -48,3 +48,17 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     w = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     line = lambda r: "| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(r)) + " |"
     return "\n".join([line(cells[0]), "|" + "|".join("-" * (x + 2) for x in w) + "|"] + [line(r) for r in cells[1:]])
+
+
+# Exit status of ``--check-cache`` when some training runs are missing (0: all cached).
+MISSING_RUNS = 3
+
+
+def report_missing(bench: str, missing: Sequence[str], runs_dir: Path) -> int:
+    """Print what ``python -m bench <bench> --check-cache`` found; its exit status."""
+    if not missing:
+        print(f"bench {bench}: every training run it needs is cached in {runs_dir}")
+        return 0
+    print(f"bench {bench}: {len(missing)} training run(s) not yet in {runs_dir} (first: {missing[0]}); "
+          f"`python -m bench {bench}` trains them (and caches them for later runs)")
+    return MISSING_RUNS

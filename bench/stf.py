@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import RESULTS, save_results, table
+from bench.common import RESULTS, report_missing, save_results, table
 
 MODES = ("off", "tspe", "tf", "both")
 CONFIG_OF = {"digits": "digits-tiny", "fashion-mnist": "fmnist-small"}
@@ -86,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--t-infer", default="1,2,3,4,6,8", help="timesteps at inference for the T-sensitivity test")
     ap.add_argument("--runs-dir", type=Path, default=None,
                     help="where trained runs are cached (default runs/bench; smoke: a temporary folder)")
+    ap.add_argument("--check-cache", action="store_true",
+                    help="train and measure nothing: list the runs not yet trained in --runs-dir; exit 3 if there are any")
     ap.add_argument("--smoke", action="store_true", help="tiny CI run; writes files only with --out-dir")
     ap.add_argument("--out-dir", type=Path, default=None, help=f"where stf.json/.md/.png go (default {RESULTS})")
     return ap
@@ -359,6 +361,34 @@ def _ints(text: str, name: str) -> list[int]:
         raise SystemExit(f"bench stf: {name} must be comma-separated integers, got {text!r}") from None
 
 
+def _training(args, ds: str) -> dict[str, Any]:
+    """The `train_variant` keywords that a data set's runs share (all but config and seed)."""
+    fm = ds == "fashion-mnist"
+    return {"epochs": args.fmnist_epochs if fm else args.epochs,
+            "train_subset": args.train_subset if (fm or args.smoke) else 0,
+            "test_subset": args.test_subset if fm else 0, "shift_prob": args.shift_prob,
+            "ema": args.fmnist_ema if fm else args.digits_ema}
+
+
+def missing_runs(args, runs_dir: Path) -> list[str]:
+    """The run folders (under ``runs_dir``) that `run` would have to train first."""
+    from bench.train_variants import is_trained, run_name
+    from model.config import PRESETS
+
+    out = []
+    for ds in [s.strip() for s in args.datasets.split(",") if s.strip()]:
+        if ds not in CONFIG_OF:
+            raise SystemExit(f"bench stf: unknown dataset {ds!r}; choose from {', '.join(CONFIG_OF)}")
+        kw = _training(args, ds)
+        for m in [s.strip() for s in args.modes.split(",") if s.strip()]:
+            cfg = PRESETS[CONFIG_OF[ds]].with_stf(m)
+            for seed in range(args.seeds):
+                if not is_trained(cfg, ds, runs_dir, seed=seed, **kw):
+                    out.append(run_name(cfg, ds, seed, kw["epochs"], kw["train_subset"], kw["test_subset"],
+                                        kw["shift_prob"], kw["ema"]))
+    return out
+
+
 def run(args, runs_dir: Path) -> dict[str, Any]:
     from bench.train_variants import train_variant
     from model.config import PRESETS
@@ -383,9 +413,8 @@ def run(args, runs_dir: Path) -> dict[str, Any]:
     for ds in datasets:
         base = PRESETS[CONFIG_OF[ds]]
         fm = ds == "fashion-mnist"
-        epochs = args.fmnist_epochs if fm else args.epochs
-        train_subset = args.train_subset if (fm or args.smoke) else 0
-        test_subset = args.test_subset if fm else 0
+        kw = _training(args, ds)
+        epochs, train_subset, test_subset = kw["epochs"], kw["train_subset"], kw["test_subset"]
         x_test, y_test = load_dataset(ds, "test")
         x_max = int(x_test.max())  # digits 16, Fashion-MNIST 255
         x_train_n = len(load_dataset(ds, "train")[0])
@@ -397,7 +426,7 @@ def run(args, runs_dir: Path) -> dict[str, Any]:
         budget = {"config": base.name, "epochs": epochs, "train_images": train_subset or x_train_n,
                   "test_images": len(x_test), "analysis_images": len(x_an), "golden_images": len(x_gold),
                   "seeds": list(range(args.seeds)),
-                  "shift_prob": args.shift_prob, "ema": args.fmnist_ema if fm else args.digits_ema,
+                  "shift_prob": args.shift_prob, "ema": kw["ema"],
                   "timesteps": base.timesteps, "pixel_max": x_max,
                   "eps": eps, "t_infer": t_infer}
         entry: dict[str, Any] = {"budget": budget, "modes": {}}
@@ -405,9 +434,7 @@ def run(args, runs_dir: Path) -> dict[str, Any]:
         for m in modes:
             per_seed = []
             for seed in range(args.seeds):
-                tr = train_variant(base.with_stf(m), ds, runs_dir, epochs=epochs, seed=seed, train_subset=train_subset,
-                                   test_subset=test_subset, shift_prob=args.shift_prob,
-                                   ema=args.fmnist_ema if fm else args.digits_ema, quiet=False)
+                tr = train_variant(base.with_stf(m), ds, runs_dir, seed=seed, quiet=False, **kw)
                 r = measure(tr, x_test, y_test, x_gold, x_an, y_an, eps, t_infer, x_max)
                 per_seed.append(r)
                 print(f"  {ds} stf={m} seed {seed}: golden {100 * r['golden_accuracy']:.2f} %, QAT "
@@ -430,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="bench-stf-") as tmp:
         runs_dir = args.runs_dir or (Path(tmp) if args.smoke else Path(__file__).resolve().parent.parent / "runs" / "bench")
+        if args.check_cache:
+            return report_missing("stf", missing_runs(args, runs_dir), runs_dir)
         res = run(args, runs_dir)
     res["smoke"] = bool(args.smoke)
     md = render(res)

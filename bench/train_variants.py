@@ -38,7 +38,7 @@ import torch
 from model.config import PRESETS, ModelConfig
 from quant.artifact import Artifact, atomic_write_bytes
 
-__all__ = ["VariantError", "TrainedRun", "run_name", "train_variant", "qat_golden", "float_accuracy",
+__all__ = ["VariantError", "TrainedRun", "run_name", "is_trained", "train_variant", "qat_golden", "float_accuracy",
            "unquantized_weights"]
 
 
@@ -87,6 +87,18 @@ def _state(run_dir: Path, cfg: ModelConfig, want: dict[str, Any], epochs: int) -
     return "done" if int(ckpt["epoch"]) == epochs else "partial"
 
 
+def _wanted(dataset: str, seed: int, train_subset: int, test_subset: int, shift_prob: float, ema: float) -> dict[str, Any]:
+    return {"dataset": dataset, "seed": seed, "train_subset": train_subset, "test_subset": test_subset,
+            "shift_prob": shift_prob, "ema": ema}
+
+
+def is_trained(cfg: ModelConfig, dataset: str, runs_dir: Path, *, epochs: int, seed: int, train_subset: int = 0,
+               test_subset: int = 0, shift_prob: float = 0.1, ema: float = 0.995) -> bool:
+    """Whether `train_variant` with these arguments would reuse a finished run (train nothing)."""
+    run_dir = Path(runs_dir) / run_name(cfg, dataset, seed, epochs, train_subset, test_subset, shift_prob, ema)
+    return _state(run_dir, cfg, _wanted(dataset, seed, train_subset, test_subset, shift_prob, ema), epochs) == "done"
+
+
 def train_variant(cfg: ModelConfig, dataset: str, runs_dir: Path, *, epochs: int, seed: int,
                   train_subset: int = 0, test_subset: int = 0, shift_prob: float = 0.1,
                   ema: float = 0.995, quiet: bool = True) -> TrainedRun:
@@ -102,8 +114,7 @@ def train_variant(cfg: ModelConfig, dataset: str, runs_dir: Path, *, epochs: int
 
     runs_dir = Path(runs_dir)
     run_dir = runs_dir / run_name(cfg, dataset, seed, epochs, train_subset, test_subset, shift_prob, ema)
-    want = {"dataset": dataset, "seed": seed, "train_subset": train_subset, "test_subset": test_subset,
-            "shift_prob": shift_prob, "ema": ema}
+    want = _wanted(dataset, seed, train_subset, test_subset, shift_prob, ema)
     state = _state(run_dir, cfg, want, epochs)
     reused = state == "done"
     if not reused:

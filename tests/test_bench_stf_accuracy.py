@@ -168,3 +168,39 @@ def test_train_variant_reuses_a_finished_run(tmp_path):
     assert b.reused and b.artifact.checksum == a.artifact.checksum and b.metrics == a.metrics
     c = train_variant(cfg, "digits", tmp_path, epochs=1, seed=6, train_subset=64, test_subset=32)
     assert not c.reused and c.run_dir != a.run_dir
+
+
+def test_check_cache_lists_untrained_runs_and_trains_nothing(tmp_path, capsys):
+    from bench.train_variants import train_variant
+
+    argv = ["--datasets", "digits", "--modes", "off", "--seeds", "1", "--epochs", "1", "--runs-dir", str(tmp_path),
+            "--check-cache"]
+    assert bench_stf.main(argv) == 3
+    cfg = PRESETS["digits-tiny"].with_stf("off")
+    name = run_name(cfg, "digits", 0, 1, 0, 0, 0.1, 0.995)
+    out = capsys.readouterr().out
+    assert f"1 training run(s) not yet in {tmp_path} (first: {name})" in out and "`python -m bench stf`" in out
+    assert list(tmp_path.iterdir()) == [], "--check-cache must not train or write anything"
+    train_variant(cfg, "digits", tmp_path, epochs=1, seed=0)
+    assert bench_stf.main(argv) == 0
+    assert "every training run it needs is cached" in capsys.readouterr().out
+
+
+def test_accuracy_check_cache(tmp_path, capsys):
+    argv = ["--weight-bits", "4", "--timesteps", "2", "--epochs", "1", "--runs-dir", str(tmp_path), "--check-cache"]
+    assert bench_accuracy.main(argv) == 3
+    out = capsys.readouterr().out
+    assert "2 training run(s) not yet in" in out and "digits-digits-tiny-both-w4-T4-s0-e1-p0.1-ema0.995" in out
+
+
+def test_all_skips_benches_whose_runs_are_not_trained(tmp_path, monkeypatch, capsys):
+    from bench import all as bench_all
+
+    ran = []
+    monkeypatch.setattr(bench_all, "_run_one", lambda n, extra, left: (ran.append(n), ("ok", 0, 1.0))[1])
+    monkeypatch.setattr(bench_all, "_untrained", lambda n, t: "bench stf: 24 training run(s) not yet in runs/bench"
+                        if n == "stf" else None)
+    assert bench_all.main(["--only", "energy,stf,accuracy", "--out-dir", str(tmp_path)]) == 0
+    assert ran == ["energy", "accuracy"]
+    out = capsys.readouterr().out
+    assert "24 training run(s) not yet in runs/bench" in out and "skipped (runs not trained)" in out
