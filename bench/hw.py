@@ -29,7 +29,7 @@ last build's, else 2 minutes per 8 lanes) exceeds what is left; the row says "ti
 **--smoke** (what CI affords: 1 minute with the Verilator model cached, 2.3 minutes cold, on 2
 shared cores): the ``small`` point (8 x 4) on the 25F, 2 images, and instead of a real build (the
 25F small took 243 s in the sweep, the 85F default about 10 minutes: too long for a smoke run) a
-Yosys-only resource count (36 to 53 s; ``synth_ecp5 -dff``, as hw.build runs it, of Top's RTLIL, no
+Yosys-only resource count (36 to 53 s; the board's first synthesis flow, as hw.build runs it, of Top's RTLIL, no
 board shell, no place and route): Yosys cells, so LUT4 there is LUT4 + 2 x CCU2C (fewer than nextpnr's sites)
 and there is no Fmax. JSON only with ``--out-dir``.
 
@@ -86,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--budget-min", type=float, default=None,
                     help="start no build whose estimated time exceeds the minutes left (default: no limit)")
     ap.add_argument("--seed", type=int, default=None, help="nextpnr placer seed (default: nextpnr's)")
+    ap.add_argument("--placer", choices=("static", "heap"), default="static",
+                    help="nextpnr placer (hw.build --placer): heap reaches a higher Fmax in a longer build")
     ap.add_argument("--toolchain", choices=("auto", "yowasp", "native"), default="auto", help="as hw.build")
     ap.add_argument("--smoke", action="store_true",
                     help="point 8x4 on the 25F, 2 images, Yosys-only resources; no JSON unless --out-dir")
@@ -169,9 +171,9 @@ def sources_digest(root: Path = ROOT) -> str:
     return h.hexdigest()[:16]
 
 
-def build_key(art, hw_build, board: str, variant: str, digest: str) -> dict[str, Any]:
+def build_key(art, hw_build, board: str, variant: str, digest: str, placer: str = "static") -> dict[str, Any]:
     return {"board": board, "variant": variant, "config_hash": art.config.hash, "artifact_checksum": art.checksum,
-            "hw_config": hw_build.to_dict(), "sources": digest}
+            "hw_config": hw_build.to_dict(), "sources": digest, "placer": placer}
 
 
 def point_dir(build_dir: Path, board: str, hw_build) -> Path:
@@ -229,7 +231,7 @@ def row_from_report(rep: dict, status: str) -> dict[str, Any]:
 def area_row(art, artifact_path: str, hw, board: str, variant: str, clock: float, build_dir: Path, digest: str, *,
              force: bool,
              deadline: float | None, build_fn: Callable, seed: int | None, toolchain: str,
-             log: Callable[[str], None]) -> dict[str, Any]:
+             log: Callable[[str], None], placer: str = "static") -> dict[str, Any]:
     """Resources and Fmax of one point on one variant: pre-check, cache, or build."""
     from hw.build import BuildError, UsageError
     from hw.platforms import get_board
@@ -248,7 +250,7 @@ def area_row(art, artifact_path: str, hw, board: str, variant: str, clock: float
                 "note": f"not built: needs at least {need} MULT18X18D (hw.resources.mult18_lower_bound), "
                         f"the {variant} has {have}"}
     out = point_dir(build_dir, board, hw_build)
-    key = build_key(art, hw_build, board, variant, digest)
+    key = build_key(art, hw_build, board, variant, digest, placer)
     if not force:
         rep = cached(out, board, variant, key)
         if rep is not None:
@@ -266,7 +268,7 @@ def area_row(art, artifact_path: str, hw, board: str, variant: str, clock: float
     t0 = time.monotonic()
     try:
         rep = build_fn(board_name=board, variant=variant, artifact_path=artifact_path, hw_cfg=hw, clock_mhz=clock,
-                       out=out, force=True, seed=seed,
+                       out=out, force=True, seed=seed, placer=placer,
                        toolchain=toolchain, allow_timing_fail=True,
                        progress=lambda msg: log(f"  [{time.monotonic() - t0:5.0f} s] {msg}"))
         ok = True
@@ -416,7 +418,7 @@ def run(args) -> dict[str, Any]:
             else:
                 row = area_row(art, args.artifact, hw, args.board, variant, args.clock, Path(args.build_dir), digest,
                                force=args.force, deadline=deadline, build_fn=build, seed=args.seed,
-                               toolchain=args.toolchain, log=log)
+                               toolchain=args.toolchain, log=log, placer=args.placer)
             c = cyc[row["point"]]
             row["cycles_mean"] = c["cycles_mean"]
             f = row.get("fmax_mhz")
@@ -428,7 +430,8 @@ def run(args) -> dict[str, Any]:
         "artifact": str(Path(args.artifact).resolve().relative_to(ROOT)) if Path(args.artifact).resolve().is_relative_to(ROOT)
         else str(args.artifact),
         "config": cfg.name, "config_hash": cfg.hash, "dataset": "digits test split", "images": len(x),
-        "board": args.board, "variants": variants, "clock_mhz": args.clock, "default_point": default,
+        "board": args.board, "variants": variants, "clock_mhz": args.clock,
+        "placer": None if args.smoke else args.placer, "default_point": default,
         "mode": "yosys only (smoke)" if args.smoke else "hw.build (Yosys, nextpnr-ecp5, ecppack)",
         "points": cyc, "rows": rows, "sources_digest": digest, **git,
         "seconds": round(time.monotonic() - t_start, 1),

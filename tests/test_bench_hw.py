@@ -40,7 +40,8 @@ class FakeBuild:
         self.result = result
 
     def __call__(self, *, board_name, variant, artifact_path, hw_cfg, clock_mhz, out, force, seed, toolchain,
-                 allow_timing_fail, progress):
+                 allow_timing_fail, progress, placer):
+        assert placer == "static", placer
         self.calls.append((variant, hw_cfg.lanes, hw_cfg.token_lanes, clock_mhz, force, allow_timing_fail))
         if self.result == "ok":
             rep, name = report(variant, ok=True), f"{board_name}-{variant}"

@@ -290,6 +290,12 @@ def test_missing_and_corrupt_artifact(capsys, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_unknown_placer_is_refused_before_any_tool_runs(tmp_path):
+    with pytest.raises(hb.UsageError, match="unknown nextpnr placer 'sa'; choose static or heap"):
+        hb.build(board_name="ulx3s", variant="12F", artifact_path=None, shell=True, out=tmp_path, placer="sa")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_default_artifact_is_the_shipped_one():
     import io
     from contextlib import redirect_stdout
@@ -503,6 +509,7 @@ def test_real_shell_build_report_equals_nextpnr(tmp_path):
     assert not (out / ".ulx3s-12F.tmp").exists()
     report = report_equals_nextpnr(d)
     assert report["clock"]["pll_mhz"] == 40.0 and report["seed"] == 1
+    assert report["placer"] == "static" and "--placer static" in (d / "build_top.sh").read_text()
     assert report["config_hash32"] == 0 and report["design"] == "shell"
     assert set(report["tools"]) == {"yosys", "nextpnr-ecp5", "ecppack"}
     assert "Yosys" in report["tools"]["yosys"] and "nextpnr" in report["tools"]["nextpnr-ecp5"]
@@ -520,11 +527,13 @@ def test_real_orangecrab_shell_build(tmp_path):
     """The OrangeCrab 25F board shell with only --board (its defaults: 40 MHz from 48 MHz), the
     UART on the Feather pins; about 15 s on an idle core, as the 12F one."""
     out = tmp_path / "build"
-    cmd = [sys.executable, "-m", "hw.build", "--board", "orangecrab", "--shell", "--out", str(out), "--seed", "1"]
+    cmd = [sys.executable, "-m", "hw.build", "--board", "orangecrab", "--shell", "--out", str(out), "--seed", "1",
+           "--placer", "heap"]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     d = out / "orangecrab-25F"
     report = report_equals_nextpnr(d)
+    assert report["placer"] == "heap" and "--placer heap" in (d / "build_top.sh").read_text()
     assert (report["device"], report["package"]) == ("LFE5U-25F", "MG285")
     assert report["clock"]["pll_mhz"] == 40.0 and report["fmax_mhz"][report["core_clock"]]["constrained"] == 40.0
     tim = (d / "top.tim").read_text()
