@@ -123,12 +123,11 @@ def _training(args) -> dict[str, Any]:
 
 def missing_runs(args, runs_dir: Path) -> list[str]:
     """The run folders (under ``runs_dir``) that `digits_rows` would have to train first."""
-    from bench.train_variants import is_trained, run_name
+    from bench.train_variants import untrained_run
 
-    kw = _training(args)
-    return [run_name(cfg, "digits", args.seed, kw["epochs"], kw["train_subset"], 0, kw["shift_prob"], kw["ema"])
-            for _, _, cfg in digits_variants(args)
-            if not is_trained(cfg, "digits", runs_dir, seed=args.seed, **kw)]
+    names = (untrained_run(cfg, "digits", runs_dir, seed=args.seed, **_training(args))
+             for _, _, cfg in digits_variants(args))
+    return [n for n in names if n is not None]
 
 
 def digits_rows(args, runs_dir: Path) -> list[dict[str, Any]]:

@@ -53,6 +53,7 @@ from typing import Any, Callable
 import numpy as np
 
 from bench.common import RESULTS, save_results, table
+from hw.build import PLACERS
 from quant.artifact import SHIPPED_ARTIFACT, atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--budget-min", type=float, default=None,
                     help="start no build whose estimated time exceeds the minutes left (default: no limit)")
     ap.add_argument("--seed", type=int, default=None, help="nextpnr placer seed (default: nextpnr's)")
-    ap.add_argument("--placer", choices=("static", "heap"), default="static",
+    ap.add_argument("--placer", choices=PLACERS, default=PLACERS[0],
                     help="nextpnr placer (hw.build --placer): heap reaches a higher Fmax in a longer build")
     ap.add_argument("--toolchain", choices=("auto", "yowasp", "native"), default="auto", help="as hw.build")
     ap.add_argument("--smoke", action="store_true",
@@ -171,7 +172,7 @@ def sources_digest(root: Path = ROOT) -> str:
     return h.hexdigest()[:16]
 
 
-def build_key(art, hw_build, board: str, variant: str, digest: str, placer: str = "static") -> dict[str, Any]:
+def build_key(art, hw_build, board: str, variant: str, digest: str, placer: str = PLACERS[0]) -> dict[str, Any]:
     return {"board": board, "variant": variant, "config_hash": art.config.hash, "artifact_checksum": art.checksum,
             "hw_config": hw_build.to_dict(), "sources": digest, "placer": placer}
 
@@ -231,7 +232,7 @@ def row_from_report(rep: dict, status: str) -> dict[str, Any]:
 def area_row(art, artifact_path: str, hw, board: str, variant: str, clock: float, build_dir: Path, digest: str, *,
              force: bool,
              deadline: float | None, build_fn: Callable, seed: int | None, toolchain: str,
-             log: Callable[[str], None], placer: str = "static") -> dict[str, Any]:
+             log: Callable[[str], None], placer: str = PLACERS[0]) -> dict[str, Any]:
     """Resources and Fmax of one point on one variant: pre-check, cache, or build."""
     from hw.build import BuildError, UsageError
     from hw.platforms import get_board

@@ -370,30 +370,8 @@ def _training(args, ds: str) -> dict[str, Any]:
             "ema": args.fmnist_ema if fm else args.digits_ema}
 
 
-def missing_runs(args, runs_dir: Path) -> list[str]:
-    """The run folders (under ``runs_dir``) that `run` would have to train first."""
-    from bench.train_variants import is_trained, run_name
-    from model.config import PRESETS
-
-    out = []
-    for ds in [s.strip() for s in args.datasets.split(",") if s.strip()]:
-        if ds not in CONFIG_OF:
-            raise SystemExit(f"bench stf: unknown dataset {ds!r}; choose from {', '.join(CONFIG_OF)}")
-        kw = _training(args, ds)
-        for m in [s.strip() for s in args.modes.split(",") if s.strip()]:
-            cfg = PRESETS[CONFIG_OF[ds]].with_stf(m)
-            for seed in range(args.seeds):
-                if not is_trained(cfg, ds, runs_dir, seed=seed, **kw):
-                    out.append(run_name(cfg, ds, seed, kw["epochs"], kw["train_subset"], kw["test_subset"],
-                                        kw["shift_prob"], kw["ema"]))
-    return out
-
-
-def run(args, runs_dir: Path) -> dict[str, Any]:
-    from bench.train_variants import train_variant
-    from model.config import PRESETS
-    from model.data import load_dataset
-
+def _selection(args) -> tuple[list[str], list[str]]:
+    """The data sets and STF modes asked for, checked (``--seeds`` too)."""
     datasets = [s.strip() for s in args.datasets.split(",") if s.strip()]
     modes = [s.strip() for s in args.modes.split(",") if s.strip()]
     for ds in datasets:
@@ -404,6 +382,26 @@ def run(args, runs_dir: Path) -> dict[str, Any]:
             raise SystemExit(f"bench stf: unknown STF mode {m!r}; choose from {', '.join(MODES)}")
     if args.seeds < 1:
         raise SystemExit(f"bench stf: --seeds must be at least 1, got {args.seeds}")
+    return datasets, modes
+
+
+def missing_runs(args, runs_dir: Path) -> list[str]:
+    """The run folders (under ``runs_dir``) that `run` would have to train first."""
+    from bench.train_variants import untrained_run
+    from model.config import PRESETS
+
+    datasets, modes = _selection(args)
+    names = (untrained_run(PRESETS[CONFIG_OF[ds]].with_stf(m), ds, runs_dir, seed=seed, **_training(args, ds))
+             for ds in datasets for m in modes for seed in range(args.seeds))
+    return [n for n in names if n is not None]
+
+
+def run(args, runs_dir: Path) -> dict[str, Any]:
+    from bench.train_variants import train_variant
+    from model.config import PRESETS
+    from model.data import load_dataset
+
+    datasets, modes = _selection(args)
     try:
         eps = [float(e) for e in args.eps.split(",") if e.strip()]
     except ValueError:

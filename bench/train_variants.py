@@ -38,7 +38,7 @@ import torch
 from model.config import PRESETS, ModelConfig
 from quant.artifact import Artifact, atomic_write_bytes
 
-__all__ = ["VariantError", "TrainedRun", "run_name", "is_trained", "train_variant", "qat_golden", "float_accuracy",
+__all__ = ["VariantError", "TrainedRun", "run_name", "untrained_run", "train_variant", "qat_golden", "float_accuracy",
            "unquantized_weights"]
 
 
@@ -87,16 +87,20 @@ def _state(run_dir: Path, cfg: ModelConfig, want: dict[str, Any], epochs: int) -
     return "done" if int(ckpt["epoch"]) == epochs else "partial"
 
 
-def _wanted(dataset: str, seed: int, train_subset: int, test_subset: int, shift_prob: float, ema: float) -> dict[str, Any]:
-    return {"dataset": dataset, "seed": seed, "train_subset": train_subset, "test_subset": test_subset,
-            "shift_prob": shift_prob, "ema": ema}
-
-
-def is_trained(cfg: ModelConfig, dataset: str, runs_dir: Path, *, epochs: int, seed: int, train_subset: int = 0,
-               test_subset: int = 0, shift_prob: float = 0.1, ema: float = 0.995) -> bool:
-    """Whether `train_variant` with these arguments would reuse a finished run (train nothing)."""
+def _run_state(cfg: ModelConfig, dataset: str, runs_dir: Path, epochs: int, seed: int, train_subset: int,
+               test_subset: int, shift_prob: float, ema: float) -> tuple[Path, str]:
+    """The run folder of these settings and its `_state`."""
     run_dir = Path(runs_dir) / run_name(cfg, dataset, seed, epochs, train_subset, test_subset, shift_prob, ema)
-    return _state(run_dir, cfg, _wanted(dataset, seed, train_subset, test_subset, shift_prob, ema), epochs) == "done"
+    want = {"dataset": dataset, "seed": seed, "train_subset": train_subset, "test_subset": test_subset,
+            "shift_prob": shift_prob, "ema": ema}
+    return run_dir, _state(run_dir, cfg, want, epochs)
+
+
+def untrained_run(cfg: ModelConfig, dataset: str, runs_dir: Path, *, epochs: int, seed: int, train_subset: int = 0,
+                  test_subset: int = 0, shift_prob: float = 0.1, ema: float = 0.995) -> str | None:
+    """The run folder's name when `train_variant` with these arguments would have to train, else None."""
+    run_dir, state = _run_state(cfg, dataset, runs_dir, epochs, seed, train_subset, test_subset, shift_prob, ema)
+    return None if state == "done" else run_dir.name
 
 
 def train_variant(cfg: ModelConfig, dataset: str, runs_dir: Path, *, epochs: int, seed: int,
@@ -113,9 +117,7 @@ def train_variant(cfg: ModelConfig, dataset: str, runs_dir: Path, *, epochs: int
     from quant.export import ExportError, load_run, model_to_artifact
 
     runs_dir = Path(runs_dir)
-    run_dir = runs_dir / run_name(cfg, dataset, seed, epochs, train_subset, test_subset, shift_prob, ema)
-    want = _wanted(dataset, seed, train_subset, test_subset, shift_prob, ema)
-    state = _state(run_dir, cfg, want, epochs)
+    run_dir, state = _run_state(cfg, dataset, runs_dir, epochs, seed, train_subset, test_subset, shift_prob, ema)
     reused = state == "done"
     if not reused:
         runs_dir.mkdir(parents=True, exist_ok=True)

@@ -370,7 +370,7 @@ def _run_script(build_dir: Path, script: str, env: dict, log_path: Path, progres
 def build(*, board_name: str, variant: str | None, artifact_path: str | None, hw_cfg=None,
           clock_mhz: float | None = None, out: Path, force: bool = False, seed: int | None = None,
           shell: bool = False, toolchain: str = "auto", allow_timing_fail: bool = False,
-          router: str = "router2", placer: str = "static", progress=None) -> dict:
+          router: str = "router2", placer: str = PLACERS[0], progress=None) -> dict:
     """Build a bitstream; return the report (also written to ``<out>/<board>-<variant>/report.json``).
 
     None takes the board's default (`hw.platforms.Board`): `variant` its ``default_variant``,
@@ -665,7 +665,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=None, help="nextpnr placer seed (default: nextpnr's)")
     ap.add_argument("--router", choices=("router1", "router2"), default="router2",
                     help="nextpnr router (router2 routed the 85F default in about 3 minutes, router1 had not in 7)")
-    ap.add_argument("--placer", choices=PLACERS, default="static",
+    ap.add_argument("--placer", choices=PLACERS, default=PLACERS[0],
                     help="nextpnr placer. On the 85F default (same netlist, YoWASP nextpnr): static placed and "
                          "routed in 412 s for 44.8 MHz, heap (timing-driven HeAP) in 517 s for 53.2 MHz; static keeps "
                          "the whole build well inside 10 minutes")
