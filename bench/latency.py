@@ -197,7 +197,7 @@ def spike_stats(art, hw, rec) -> dict[str, Any]:
 
     cfg = art.config
     prog = Program(art, hw)
-    TL, G, N = prog.TL, prog.groups, cfg.tokens
+    N = cfg.tokens
     layers = {k: float(np.mean(rec[k])) for k in spike_layers(cfg)}
     passes, num, den = {}, 0.0, 0.0
     by_name = {ps.name: ps for ps in prog.passes}
@@ -205,6 +205,7 @@ def spike_stats(art, hw, rec) -> dict[str, Any]:
         ps = by_name[name]
         s = np.asarray(rec[key])[..., : ps.n_in]  # [B, T, N, n_in]
         rate = float(s.mean())
+        TL, G = prog.group_lanes(ps), prog.pass_groups(ps)  # the per-token head: 1, N
         vis = []
         for g in range(G):
             vis.append(s[:, :, g * TL: min(N, (g + 1) * TL)].any(axis=2).mean())
@@ -216,7 +217,7 @@ def spike_stats(art, hw, rec) -> dict[str, Any]:
         den += weight
     r = num / den
     return {"layers": layers, "passes": passes, "weighted_input_rate": r, "ideal_speedup": 1 / r if r else None,
-            "token_lanes": TL, "groups": G}
+            "token_lanes": prog.TL, "groups": prog.groups}
 
 
 # -- main ------------------------------------------------------------------------------------------

@@ -46,14 +46,14 @@ def flush_cycles(prog: Program) -> int:
 
 def pass_cycles(prog: Program, ps, visited: Callable[[int], int]) -> int:
     """Cycles of one pass at one timestep. `visited(g)`: inputs visited for token group g."""
-    N, TL, G = prog.cfg.tokens, prog.TL, prog.groups
-    flush = flush_cycles(prog)
+    N, flush = prog.cfg.tokens, flush_cycles(prog)
     if ps.kind == ENC:
         return 1 + N * prog.chD + flush                                  # BEGIN, ENC, FLUSH
     if ps.kind == KV:
         count_latency = tree_latency(1, prog.hw.tree_register_every) + 1
         return 1 + N + (count_latency + 1) + FIRE_LATENCY               # BEGIN, COUNT, CWAIT, FIRE
     nch = len(ps.chunks)
+    TL, G = prog.group_lanes(ps), prog.pass_groups(ps)                   # per-token head: 1, N
     total = 1 + flush                                                    # BEGIN, FLUSH
     for g in range(G):
         v = visited(g)
@@ -72,7 +72,7 @@ def visited_inputs(prog: Program, ps, rec: dict | None, b: int, t: int, g: int) 
     dense design (or without a record), else those on which some token of the group spikes."""
     if not prog.hw.event_driven or rec is None:
         return ps.n_in
-    N, TL = prog.cfg.tokens, prog.TL
+    N, TL = prog.cfg.tokens, prog.group_lanes(ps)
     s = np.asarray(rec[pass_sources(prog.cfg)[ps.name]][b, t, g * TL:min(N, (g + 1) * TL), :ps.n_in])
     return int(s.any(axis=0).sum())
 

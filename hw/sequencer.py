@@ -16,7 +16,8 @@ FC1 (l)    for token group, for chunk: SpikeLinear(W_1) + bias -> LIF fc1 -> pla
 FC2 (l)    for token group, for chunk: SpikeLinear(W_2) -> requant -> u += ; LIF of the next
            block's input (or the head LIF after the last block) -> plane RES
 HEAD       for token group, for class chunk: SpikeLinear(W_head) over plane RES; Readout adds the
-           token lanes (and the bias once per t) into the logits
+           token lanes (and the bias once per t) into the logits. Readout "token": one token
+           per group (lane 0, the other lanes zeroed) and token n's own rows of W_head
 =========  =========================================================================================
 
 After the last timestep the Readout's argmax gives the class. Every pass ends by waiting for the
@@ -121,6 +122,7 @@ class Pass:
     block: int = 0
     source: int = PL_ENC
     masked: bool = False   # source spikes AND kv (the O pass)
+    per_token: bool = False  # HEAD of readout "token": one token per group, a head matrix per token
     n_in: int = 0
     mode: int = MODE_BIAS
     chunks: list = field(default_factory=list)
@@ -132,7 +134,8 @@ class Program:
     Memory map (rows; P = lanes, TL = token_lanes, chD/chH/chC = ceil(D/P), ceil(H/P), ceil(C/P)):
 
     - weights (SpikeLinear): per block q, k, v, o (chD*D rows each), fc1 (chH*D), fc2 (chD*H),
-      then head (chC*D); rows of P x weight_bits (`pack_matrix` order).
+      then head (chC*D; readout "token": N such blocks, token n's at n*chC*D); rows of
+      P x weight_bits (`pack_matrix` order).
     - params: one row per output chunk of every pass: bias | mult | theta, P lanes each.
     - membranes (LIFArray): enc, per block q, k, v, mlp_in, fc1, then the RES-plane LIF of each
       block (next block's `in`, or `head`): N*nch rows each, row n*nch + ch.
@@ -238,13 +241,29 @@ class Program:
             prow = add_params(D, bias=P_[p + "fc2.bias"], mult=P_[p + "fc2.mult"], theta=P_[nxt + ".theta"])
             self.passes.append(Pass(LIN, p + "fc2", l, PL_FC1, n_in=H, mode=MODE_RQ,
                                     chunks=chunks_of(lid[nxt], nxt, D, wb, H, prow, PL_RES)))
-        wb = add_matrix(P_["head.weight"])
+        per_token = cfg.readout == "token"
+        if per_token:  # token n's [D, C] block at wbase + n * head_stride
+            Wh = P_["head.weight"].reshape(N, D, C)
+            wb = add_matrix(Wh[0])
+            for n in range(1, N):
+                add_matrix(Wh[n])
+        else:
+            wb = add_matrix(P_["head.weight"])
+        self.head_stride = self.chC * D
         prow = add_params(C, bias=P_["head.bias"])
-        self.passes.append(Pass(HEAD, "head", 0, PL_RES, n_in=D,
+        self.passes.append(Pass(HEAD, "head", 0, PL_RES, n_in=D, per_token=per_token,
                                 chunks=chunks_of(-1, "", C, wb, D, prow, PL_RES)))
         self.kv_theta = np.stack([P_[f"b{l}.kv.theta"] for l in range(cfg.blocks)])
         self.inputs = max(D, H)
         self.image = ParamImage(cfg, P)
+
+    def group_lanes(self, ps: Pass) -> int:
+        """Tokens a pass loads per group: TL, or 1 for the per-token head."""
+        return 1 if ps.per_token else self.TL
+
+    def pass_groups(self, ps: Pass) -> int:
+        """Token groups of a pass: ceil(N / TL), or N for the per-token head."""
+        return ceil_div(self.cfg.tokens, self.group_lanes(ps))
 
     def memory_map(self) -> dict[str, int]:
         """Rows and bits of every memory (for docs and reports)."""
@@ -284,7 +303,8 @@ class Sequencer(wiring.Component):
 
     Latency (cycles per image, dense mode): E: N*chD*(K+2)+4; per timestep: ENC N*chD+6;
     per block QKV G*(TL+1 + 3chD*(n+4+TL)) + 6, KV N+1+count+fire, O/FC1/FC2 alike with their
-    chunk counts and fan-ins n (D or H); HEAD G*(TL+1 + chC*(D+6) - 1) + flush; argmax C+1.
+    chunk counts and fan-ins n (D or H); HEAD G*(TL+1 + chC*(D+6) - 1) + flush (readout "token":
+    G = N groups of one lane, N*(2 + chC*(D+6) - 1) + flush); argmax C+1.
     Event-driven: n becomes the number of inputs where any token of the group spikes.
     Measured numbers: docs/hardware.md.
 
@@ -522,7 +542,10 @@ class Sequencer(wiring.Component):
         # ---- the schedule -------------------------------------------------------------------
         n_ctr = Signal(range(N + 1))
         ch_ctr = Signal(range(max(len(c.chunks) for c in prog.passes) + 1))
-        g_ctr = Signal(range(prog.groups + 1))
+        g_ctr = Signal(range(max(prog.pass_groups(ps) for ps in prog.passes) + 1))
+        # Per-token head: token g's weight rows start g * head_stride after the chunk's; a
+        # register stepped with g_ctr keeps the multiply off the START path.
+        w_off = Signal(range(N * prog.head_stride + 1))
         k_ctr = Signal(range(TL + 1))
         wait = Signal(range(32))
         blk = Signal(range(max(cfg.blocks, 2)))  # the block of the pass being run
@@ -532,7 +555,8 @@ class Sequencer(wiring.Component):
         load_n1 = Signal(range(N + TL + 1))
         load_src = Signal(range(len(PLANES)))
         load_masked = Signal()
-        m.d.sync += load1.eq(0)
+        load_solo1 = Signal()
+        m.d.sync += [load1.eq(0), load_solo1.eq(0)]
         flush_cycles = max(DRAIN_DEPTH, ro.latency + 1)
 
         # Plane read addresses: the drain's ENC read, the loads, the KV count.
@@ -549,7 +573,7 @@ class Sequencer(wiring.Component):
         loaded = Signal(prog.inputs)
         m.d.comb += loaded.eq(Mux(load_masked, attn.attn, src_data))
         valid_row = load_n1 < N
-        m.d.comb += [sl.load_en.eq(load1), sl.load_lane.eq(load_lane1),
+        m.d.comb += [sl.load_en.eq(load1), sl.load_lane.eq(load_lane1), sl.load_solo.eq(load_solo1),
                      sl.load_row.eq(Mux(valid_row, loaded, 0))]
         if self.trace_enabled:
             attn_ids = Array([prog.layers.index(f"b{l}.attn") for l in range(cfg.blocks)])
@@ -609,8 +633,10 @@ class Sequencer(wiring.Component):
                     c_last = Array([int(c.last) for c in ch_list])
                     c_mbase = Array([prog.mbase.get(c.lif, 0) for c in ch_list])
                     c_mask = Array([(1 << (min(P, c.width - c.ch * P))) - 1 for c in ch_list])
+                n_groups, g_lanes = prog.pass_groups(ps), prog.group_lanes(ps)
                 with m.State(f"P{pi}_BEGIN"):
-                    m.d.sync += [n_ctr.eq(0), ch_ctr.eq(0), g_ctr.eq(0), k_ctr.eq(0), wait.eq(0), blk.eq(ps.block)]
+                    m.d.sync += [n_ctr.eq(0), ch_ctr.eq(0), g_ctr.eq(0), k_ctr.eq(0), wait.eq(0), blk.eq(ps.block),
+                                 w_off.eq(0)]
                     if ps.kind == ENC:
                         m.next = f"P{pi}_ENC"
                     elif ps.kind == KV:
@@ -650,16 +676,19 @@ class Sequencer(wiring.Component):
                             m.next = nxt_begin
                 else:
                     with m.State(f"P{pi}_LOAD"):
-                        n_load = g_ctr * TL + k_ctr
+                        n_load = g_ctr * g_lanes + k_ctr
                         m.d.comb += read_row.eq(n_load)
                         m.d.sync += [load1.eq(1), load_lane1.eq(k_ctr), load_n1.eq(n_load), k_ctr.eq(k_ctr + 1)]
-                        with m.If(k_ctr == TL - 1):
+                        if ps.per_token:
+                            m.d.sync += load_solo1.eq(1)
+                        with m.If(k_ctr == g_lanes - 1):
                             m.next = f"P{pi}_LOADW"
                     with m.State(f"P{pi}_LOADW"):
                         m.d.sync += sl_start.eq(1)
                         m.next = f"P{pi}_START"
                     with m.State(f"P{pi}_START"):
-                        m.d.comb += [sl.base.eq(c_wbase[ch_ctr]), sl.n_in.eq(ps.n_in)]
+                        m.d.comb += [sl.base.eq(c_wbase[ch_ctr] + w_off if ps.per_token else c_wbase[ch_ctr]),
+                                     sl.n_in.eq(ps.n_in)]
                         m.next = f"P{pi}_ACC"
                     with m.State(f"P{pi}_ACC"):
                         with m.If(sl.done):
@@ -688,7 +717,9 @@ class Sequencer(wiring.Component):
                             m.d.sync += [k_ctr.eq(0)]
                             with m.If(ch_ctr == nch_pass - 1):
                                 m.d.sync += [ch_ctr.eq(0), g_ctr.eq(g_ctr + 1)]
-                                with m.If(g_ctr == prog.groups - 1):
+                                if ps.per_token:
+                                    m.d.sync += w_off.eq(w_off + prog.head_stride)
+                                with m.If(g_ctr == n_groups - 1):
                                     m.next = f"P{pi}_FLUSH"
                                 with m.Else():
                                     # attn trace records (O pass loads) must not meet drain records

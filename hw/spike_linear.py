@@ -60,6 +60,8 @@ class SpikeLinear(wiring.Component):
     -----
     load_en : In(1), load_lane : In(range(TL)), load_row : In(unsigned(inputs))
         Write token lane `load_lane`'s spike vector (held until overwritten).
+    load_solo : In(1)            with `load_en`: zero every other lane in the same cycle (one
+                                 token at a time, as the per-token readout's head pass runs).
     start : In(1), base : In(range(depth)), n_in : In(range(inputs + 1))
         Start one accumulation: zero the accumulators, then visit inputs 0 .. n_in-1 (bits of
         the spike vectors at and above n_in are ignored) reading rows base + i.
@@ -106,6 +108,7 @@ class SpikeLinear(wiring.Component):
         self.acc_bits = sbits(inputs * (1 << (weight_bits - 1)))
         members = {
             "load_en": In(1), "load_lane": In(range(token_lanes)), "load_row": In(unsigned(inputs)),
+            "load_solo": In(1),
             "start": In(1), "base": In(range(self.depth)), "n_in": In(range(inputs + 1)),
             "busy": Out(1), "done": Out(1),
             "acc": Out(data.ArrayLayout(data.ArrayLayout(signed(self.acc_bits), lanes), token_lanes)),
@@ -129,6 +132,8 @@ class SpikeLinear(wiring.Component):
             for k in range(TL):
                 with m.If(self.load_lane == k):
                     m.d.sync += spikes[k].eq(self.load_row)
+                with m.Elif(self.load_solo):
+                    m.d.sync += spikes[k].eq(0)
 
         running = Signal()
         base = Signal.like(self.base)

@@ -27,11 +27,13 @@ __all__ = [
     "HW_PRESETS",
     "STF_MODES",
     "ATTENTION_MODES",
+    "READOUT_MODES",
     "load_config",
 ]
 
 STF_MODES = ("off", "tspe", "tf", "both")
 ATTENTION_MODES = ("v1",)
+READOUT_MODES = ("pool", "token")
 
 
 class ConfigError(ValueError):
@@ -53,10 +55,17 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 class _JSONMixin:
     """JSON round trip and a hash that does not depend on field order or Python version."""
 
+    # Fields added after artifacts were shipped: written only when they differ from their
+    # default, so every config that existed before keeps its JSON and its hash (the hash is in
+    # every artifact and echoed by the hardware).
+    _OMIT_AT_DEFAULT: tuple[str, ...] = ()
+
     def to_dict(self) -> dict[str, Any]:
         out = {}
         for f in fields(self):  # type: ignore[arg-type]
             v = getattr(self, f.name)
+            if f.name in self._OMIT_AT_DEFAULT and v == f.default:
+                continue
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
 
@@ -111,6 +120,11 @@ class ModelConfig(_JSONMixin):
     ``hidden`` = mlp_ratio * D, ``classes`` C. Input images are ``image_shape`` = (H, W, channels)
     of unsigned ``pixel_bits``-bit integers.
 
+    ``readout``: how the head reads the readout LIF's spikes S[t, n, d]. ``pool``: spike counts
+    per channel summed over the tokens, head weights [D, C] (position-blind). ``token``: every
+    token has its own head weights, [N*D, C] (row n*D + d), so the logits keep where a feature
+    fired; N times the head weights, and the hardware visits the tokens one at a time.
+
     Integer widths (all signed two's complement unless noted):
       weight_bits     every weight matrix (2..8); the encoder's too.
       bias_bits       per-channel biases added before a LIF or after a requantization.
@@ -142,6 +156,9 @@ class ModelConfig(_JSONMixin):
     residual_frac_bits: int = 6
     stf: str = "both"
     attention: str = "v1"
+    readout: str = "pool"
+
+    _OMIT_AT_DEFAULT = ("readout",)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -176,6 +193,7 @@ class ModelConfig(_JSONMixin):
         _check_int("residual_frac_bits", self.residual_frac_bits, 0, 16)
         _check_choice("stf", self.stf, STF_MODES)
         _check_choice("attention", self.attention, ATTENTION_MODES)
+        _check_choice("readout", self.readout, READOUT_MODES)
         from quant.contract import widths  # imported here: quant.contract imports this module
 
         largest = widths(self).largest_intermediate
@@ -261,11 +279,12 @@ PRESETS: dict[str, ModelConfig] = {
         name="digits-tiny", image_shape=(8, 8, 1), pixel_bits=5, patch=2, timesteps=4,
         dim=32, blocks=1, heads=1, mlp_ratio=2, classes=10,
     ),
-    # Fashion-MNIST: 28x28 of 0..255, 4x4 patches -> 49 tokens of 16 pixels.
+    # Fashion-MNIST: 28x28 of 0..255, 4x4 patches -> 49 tokens of 16 pixels. The per-token
+    # readout: pooled over tokens, 64 spike counts were too few features (docs/training.md).
     "fmnist-small": ModelConfig(
         name="fmnist-small", image_shape=(28, 28, 1), pixel_bits=8, patch=4, timesteps=4,
         dim=64, blocks=2, heads=1, mlp_ratio=2, classes=10, bias_bits=14, threshold_bits=14,
-        pos_bits=12, feedback_bits=12,
+        pos_bits=12, feedback_bits=12, readout="token",
     ),
 }
 

@@ -136,7 +136,8 @@ def run(cfg: ModelConfig, P: dict[str, torch.Tensor], images: torch.Tensor, reco
             put(p + "u_mlp", u)
         s_head, v_head = lif(t, v_head, u, "head.theta")
         put("head", s_head)
-        logits_t.append(s_head.sum(dim=1) @ P["head.weight"] + P["head.bias"])
+        feats = s_head.reshape(B, N * D) if cfg.readout == "token" else s_head.sum(dim=1)
+        logits_t.append(feats @ P["head.weight"] + P["head.bias"])
     out = {k: torch.stack(v, dim=1) for k, v in rec.items()}
     if record:
         out["enc.e"] = e
@@ -196,7 +197,7 @@ class STFNet(nn.Module):
         self.enc_theta = nn.Parameter(torch.ones(D))
         self.blocks = nn.ModuleList(_Block(cfg, first=(l == 0)) for l in range(cfg.blocks))
         self.head_theta = nn.Parameter(torch.ones(D))
-        self.head = IntLinear(D, C, cfg.weight_bits, per_channel=False)
+        self.head = IntLinear(N * D if cfg.readout == "token" else D, C, cfg.weight_bits, per_channel=False)
         self.head_bias = nn.Parameter(torch.zeros(C))
         self.log_temp = nn.Parameter(torch.zeros(()))
         self._spec = param_spec(cfg)

@@ -22,7 +22,8 @@ key                 shape         meaning
 ``bL.fc1``          [B, T, N, H]  hidden spikes
 ``bL.u_mlp``        [B, T, N, D]  residual stream after the MLP branch
 ``head``            [B, T, N, D]  readout LIF spikes
-``logits_t``        [B, T, C]     logits of each timestep
+``logits_t``        [B, T, C]     logits of each timestep (readout ``pool``: counts over
+                                  tokens @ W[D, C]; ``token``: S flattened @ W[N*D, C])
 ``logits``          [B, C]        logits summed over T
 ``pred``            [B]           argmax, ties to the lowest class
 ==================  ============  =====================================================
@@ -150,8 +151,11 @@ def forward(artifact: Artifact, images: np.ndarray, record: bool = True) -> dict
             put(p + "u_mlp", u)
         s_head, v_head = lif_step(v_head, u, P["head.theta"])
         put("head", s_head)
-        counts = np.sum(s_head, axis=1, dtype=ACC)  # spikes per channel over tokens, [B, D]
-        logits_t[:, t] = np.matmul(counts, P["head.weight"]) + P["head.bias"]
+        if cfg.readout == "token":  # every token's own head rows: [B, N*D] @ [N*D, C]
+            feats = s_head.reshape(B, N * D).astype(ACC)
+        else:
+            feats = np.sum(s_head, axis=1, dtype=ACC)  # spikes per channel over tokens, [B, D]
+        logits_t[:, t] = np.matmul(feats, P["head.weight"]) + P["head.bias"]
 
     out = {k: np.stack(v, axis=1) for k, v in rec.items()}
     if record:

@@ -85,7 +85,7 @@ def _hw(**kw) -> HardwareConfig:
     return HardwareConfig(**{"lanes": 4, "token_lanes": 2, **kw})
 
 
-# (id, config, hardware config, artifact extreme): 22 cases
+# (id, config, hardware config, artifact extreme): 26 cases
 RANDOM_CASES = [
     ("w2-off", _cfg(weight_bits=2, stf="off"), _hw(), None),
     ("w4-tspe", _cfg(stf="tspe"), _hw(), None),
@@ -109,6 +109,11 @@ RANDOM_CASES = [
     ("min-both", _cfg(), _hw(), "min"),
     ("max-w8", _cfg(weight_bits=8, stf="tf", blocks=2), _hw(), "max"),
     ("min-w2", _cfg(weight_bits=2, stf="tspe"), _hw(event_driven=False), "min"),
+    # the per-token readout: one token per head group, token n's own head rows
+    ("token", _cfg(readout="token"), _hw(), None),
+    ("token-blocks2-dense", _cfg(blocks=2, classes=5, readout="token"), _hw(lanes=3, token_lanes=3, event_driven=False), None),
+    ("token-lanes1", _cfg(dim=4, classes=2, readout="token"), _hw(lanes=1, token_lanes=1), None),
+    ("token-max", _cfg(readout="token", stf="tf"), _hw(lanes=8, token_lanes=4), "max"),
 ]
 
 

@@ -121,12 +121,16 @@ def forward_one(cfg, params: dict, image) -> dict:
             put(b + "u_mlp", u)
         s_head = lif_layer(v_head, u, P["head.theta"])
         put("head", s_head)
-        counts = [sum(s_head[n][c] for n in range(N)) for c in range(D)]
         lt = []
         for j in range(C):
             acc = P["head.bias"][j]
-            for c in range(D):
-                acc += counts[c] * P["head.weight"][c][j]
+            if cfg.readout == "token":  # row n*D + c of the head belongs to token n, channel c
+                for n in range(N):
+                    for c in range(D):
+                        acc += s_head[n][c] * P["head.weight"][n * D + c][j]
+            else:
+                for c in range(D):
+                    acc += sum(s_head[n][c] for n in range(N)) * P["head.weight"][c][j]
             lt.append(acc)
         logits_t.append(lt)
     rec["logits_t"] = logits_t

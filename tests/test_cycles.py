@@ -31,7 +31,7 @@ def record(cfg, fill: int, B: int = 1) -> dict:
 def skippable(prog: Program) -> int:
     """ACC cycles of one image that the event-driven skip can remove: chunks x fan-in x groups
     per spike-driven pass and timestep."""
-    return prog.cfg.timesteps * sum(len(ps.chunks) * ps.n_in * prog.groups
+    return prog.cfg.timesteps * sum(len(ps.chunks) * ps.n_in * prog.pass_groups(ps)
                                     for ps in prog.passes if ps.kind in (LIN, HEAD))
 
 
@@ -73,6 +73,22 @@ def test_lin_pass_formula(hw):
         assert pass_cycles(prog, by[name], lambda g: v[g]) == want, name
     c = len(by["head"].chunks)
     assert pass_cycles(prog, by["head"], lambda g: v[g]) == 1 + F + sum(TL + 1 + c * (vg + 5) + c - 1 for vg in v)
+
+
+@pytest.mark.parametrize("hw", ["default", "small"])
+def test_per_token_head_pass_formula(hw):
+    """Readout "token": N groups of one token: HEAD = 1 + F + Σ_n [2 + c·(v_n + 5) + c − 1]."""
+    assert FMNIST.readout == "token"
+    prog = Program(random_artifact(FMNIST, 0), HW_PRESETS[hw])
+    head = next(ps for ps in prog.passes if ps.kind == HEAD)
+    assert head.per_token and prog.pass_groups(head) == FMNIST.tokens and prog.group_lanes(head) == 1
+    F, c = flush_cycles(prog), len(head.chunks)
+    v = [(7 * n) % 13 for n in range(FMNIST.tokens)]
+    want = 1 + F + sum(2 + c * (vn + 5) + c - 1 for vn in v)
+    assert pass_cycles(prog, head, lambda g: v[g]) == want
+    # token n's weights follow token n-1's: N blocks of chC·D rows
+    assert len(prog.weight_rows) == prog.image.segment("weights").depth
+    assert prog.head_stride == c * FMNIST.dim
 
 
 @pytest.mark.parametrize("cfg", [DIGITS, FMNIST], ids=lambda c: c.name)

@@ -9,8 +9,9 @@ from quant.contract import signed_range, spike_linear
 from tests.hw_util import lanes_of, raw, run_sim, seed_for, set_raw
 
 
-def _run(dut, jobs, writes=()):
-    """jobs: list of (spikes [TL, n_in_max], base, n_in); returns (acc per job [TL, P], cycles)."""
+def _run(dut, jobs, writes=(), solo=()):
+    """jobs: list of (spikes [TL, n_in_max], base, n_in); returns (acc per job [TL, P], cycles).
+    solo: indices of jobs loaded as the per-token head does: lane 0 only, with `load_solo`."""
     TL, P = dut.token_lanes, dut.lanes
     results, cycles = [], []
 
@@ -22,13 +23,15 @@ def _run(dut, jobs, writes=()):
             await ctx.tick()
         if writes:
             ctx.set(dut.w_en, 0)
-        for spikes, base, n_in in jobs:
-            for k in range(TL):
+        for j, (spikes, base, n_in) in enumerate(jobs):
+            for k in range(1 if j in solo else TL):
                 ctx.set(dut.load_en, 1)
+                ctx.set(dut.load_solo, int(j in solo))
                 ctx.set(dut.load_lane, k)
                 ctx.set(dut.load_row, pack(spikes[k], 1))
                 await ctx.tick()
             ctx.set(dut.load_en, 0)
+            ctx.set(dut.load_solo, 0)
             ctx.set(dut.start, 1)
             ctx.set(dut.base, base)
             ctx.set(dut.n_in, n_in)
@@ -91,6 +94,26 @@ def test_spike_linear_matches_contract(n_in, n_out, P, TL, wb, event_driven):
     for (s, base, nin), c in zip(jobs, cycles):
         visited = int(np.any(s[:, :nin], axis=0).sum()) if event_driven else nin
         assert c == visited + ACC_OVERHEAD == visited + 3, (c, visited)
+
+
+@pytest.mark.parametrize("event_driven", [True, False])
+def test_spike_linear_solo_load_zeroes_the_other_lanes(event_driven):
+    # After a full load of all-one lanes, a solo load of lane 0 must leave lanes 1.. at zero:
+    # their accumulators stay 0 and (event-driven) only lane 0's spikes are visited.
+    rng = np.random.default_rng(seed_for(f"spike_linear_solo_{event_driven}"))
+    n_in, P, TL, wb = 9, 4, 3, 4
+    W = _setup(rng, n_in, P, P, wb)
+    dut = SpikeLinear(n_in, P, TL, wb, pack_matrix(W, P, wb), event_driven=event_driven)
+    full = np.ones((TL, n_in), np.int64)
+    one = np.zeros((TL, n_in), np.int64)
+    one[0] = (rng.random(n_in) < 0.4).astype(np.int64)
+    one[0, 2] = 1
+    got, cycles = _run(dut, [(full, 0, n_in), (one, 0, n_in), (full, 0, n_in)], solo={1})
+    np.testing.assert_array_equal(got[0], spike_linear(full, W))
+    np.testing.assert_array_equal(got[1], spike_linear(one, W))  # rows 1.. of `one` are zero
+    assert not got[1][1:].any()
+    assert cycles[1] == (int(one[0].sum()) if event_driven else n_in) + ACC_OVERHEAD
+    np.testing.assert_array_equal(got[2], spike_linear(full, W))  # a normal load refills every lane
 
 
 def test_spike_linear_loadable_write_port():

@@ -65,6 +65,21 @@ def test_random_model_equals_golden(stf):
         assert 0 < g[key].mean() < 1, key
 
 
+def test_token_readout_model_equals_golden():
+    seed = 12
+    print("seed", seed)
+    cfg = TINY.replace(readout="token")
+    x = _images(cfg, 64, seed)
+    m = _model(cfg, seed, x)
+    assert tuple(m.head.int_weight()[0].shape) == (cfg.tokens * cfg.dim, cfg.classes)
+    g = _assert_exact(m, x)
+    assert 0 < g["head"].mean() < 1
+    # the head weights are per token: the pooled readout of the same spikes gives other logits
+    art = model_to_artifact(m)
+    W = art.params["head.weight"].reshape(cfg.tokens, cfg.dim, cfg.classes)
+    assert not np.array_equal(W[0], W[1])
+
+
 @pytest.mark.parametrize("stf", STF)
 def test_trained_model_equals_golden(stf):
     seed = 5
