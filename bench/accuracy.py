@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--rtl-images", type=int, default=8, help="test images per variant through the RTL (0: none)")
     ap.add_argument("--hw-config", default="small", help="HW preset for the RTL sample")
     ap.add_argument("--fmnist-artifact", type=Path, default=ROOT / "artifacts" / "fmnist-small.npz")
-    ap.add_argument("--fmnist-run", type=Path, default=ROOT / "runs" / "fmnist-small",
+    ap.add_argument("--fmnist-run", type=Path, default=ROOT / "runs" / "fmnist-small-token",
                     help="the fmnist-small run folder, for the float column (skipped when absent)")
     ap.add_argument("--fmnist-rtl-images", type=int, default=0,
                     help="Fashion-MNIST images through the RTL (0: none; the fmnist-small Verilator build takes minutes)")
