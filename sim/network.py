@@ -42,10 +42,17 @@ def top_design(artifact: Artifact, hw_cfg: HardwareConfig | str | None, sim: str
     """
     from hw.top import Top
 
+    from hw.cycles import image_cycles
+    from hw.sequencer import Program
+
     hw = _hw(hw_cfg)
     nm = name or f"top_{artifact.config.name}"
-    return runner.build(lambda: Top(artifact, hw, trace=True, fault=fault), name=nm, sim=sim,
-                        key=(artifact.config.hash, artifact.checksum, hw.hash, fault))
+    design = runner.build(lambda: Top(artifact, hw, trace=True, fault=fault), name=nm, sim=sim,
+                          key=(artifact.config.hash, artifact.checksum, hw.hash, fault))
+    # The cycle model's dense count (every input visited) bounds an image's cycles: rtl_forward's
+    # hang timeout scales with it (fmnist-small on `small` takes about 200k cycles an image).
+    design.meta["dense_cycles"] = image_cycles(Program(artifact, hw))["total"]
+    return design
 
 
 def records_per_image(cfg: ModelConfig) -> int:
@@ -129,8 +136,10 @@ def rtl_forward(design: runner.Design, cfg: ModelConfig, images: np.ndarray, *, 
             schedule.append(("wload", start, len(inputs["wload"])))
             schedule.append(("pixels", img0 * npix, (img0 + n) * npix))
             img0 += n
-    # Timeout: generous against the schedule (pixels + a bound on compute per image).
-    timeout = 200_000 * B + 20 * len(inputs.get("wload", []))
+    # Timeout: generous against the schedule (pixels + a bound on compute per image: twice the
+    # dense cycle count when top_design recorded it, at least 200k).
+    per_image = max(200_000, 2 * int(design.meta.get("dense_cycles", 0)))
+    timeout = per_image * B + 20 * len(inputs.get("wload", []))
     r = run_streams(design, inputs, {"result": B, "trace": B * per}, seed=seed, tag=tag, in_stall=in_stall,
                     out_stall=out_stall, timeout_cycles=int(timeout / max(0.05, 1 - max(in_stall, out_stall))),
                     waves=waves, schedule=schedule)

@@ -264,6 +264,7 @@ class Design:
     ports: list[Port]
     build_seconds: float  # 0.0 when the cached build was reused
     args: list[str] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)  # what the caller knows of the design (e.g. a cycle bound)
 
     def port(self, name: str) -> Port:
         for p in self.ports:
