@@ -5,6 +5,7 @@ anything Verilator calls an error fails, with its first lines in the message.
 """
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -13,12 +14,16 @@ from hw.verilog import main as verilog_main
 from quant.artifact import SHIPPED_ARTIFACT as SHIPPED
 
 
-@pytest.mark.parametrize("hw_cfg,trace", [("default", False), ("small", True)])
-def test_generated_verilog_lints_clean(sim, tmp_path, hw_cfg, trace):
+FMNIST = Path(SHIPPED).parent / "fmnist-small.npz"  # the per-token readout's HEAD pass
+
+
+@pytest.mark.parametrize("artifact,hw_cfg,trace", [(SHIPPED, "default", False), (SHIPPED, "small", True),
+                                                   (FMNIST, "small", False)], ids=["digits-default", "digits-small-trace", "fmnist-small"])
+def test_generated_verilog_lints_clean(sim, tmp_path, artifact, hw_cfg, trace):
     if sim != "verilator":
         pytest.skip("lint uses Verilator")
     out = tmp_path / "top.v"
-    argv = ["--artifact", str(SHIPPED), "--hw-config", hw_cfg, "--out", str(out)] + (["--trace"] if trace else [])
+    argv = ["--artifact", str(artifact), "--hw-config", hw_cfg, "--out", str(out)] + (["--trace"] if trace else [])
     assert verilog_main(argv) == 0
     r = subprocess.run(["verilator", "--lint-only", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--top-module", "top",
                         str(out)], capture_output=True, text=True, timeout=600)
