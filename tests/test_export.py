@@ -18,7 +18,8 @@ TINY = ModelConfig(name="tiny-export", image_shape=(8, 8, 1), pixel_bits=5, patc
                    blocks=2, mlp_ratio=1, classes=10, weight_bits=3)
 
 
-@pytest.mark.parametrize("cfg", [TINY, PRESETS["digits-tiny"]], ids=lambda c: c.name)
+@pytest.mark.parametrize("cfg", [TINY, TINY.replace(name="tiny-token", readout="token"), PRESETS["digits-tiny"],
+                                 PRESETS["fmnist-small"]], ids=lambda c: c.name)
 def test_exported_weights_are_brevitas_ints(cfg):
     torch.manual_seed(1)
     m = STFNet(cfg)
