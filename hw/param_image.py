@@ -102,9 +102,8 @@ class ParamImage:
         self.cfg, self.lanes = cfg, lanes
         P, D, H, N, C, K, L = lanes, cfg.dim, cfg.hidden, cfg.tokens, cfg.classes, cfg.patch_dim, cfg.blocks
         chD, chH, chC = ceil_div(D, P), ceil_div(H, P), ceil_div(C, P)
-        head_tokens = N if cfg.readout == "token" else 1  # the per-token readout: a head matrix per token
         shapes = {
-            "weights": (L * (4 * chD * D + chH * D + chD * H) + chC * D * head_tokens, P * cfg.weight_bits),
+            "weights": (L * (4 * chD * D + chH * D + chD * H) + chC * cfg.head_inputs, P * cfg.weight_bits),
             "params": (chD + L * (5 * chD + chH) + chC, P * (cfg.bias_bits + cfg.mult_bits + cfg.threshold_bits)),
             "enc.weights": (K * chD, P * cfg.weight_bits),
             "enc.mult": (chD, P * cfg.mult_bits),

@@ -242,13 +242,8 @@ class Program:
             self.passes.append(Pass(LIN, p + "fc2", l, PL_FC1, n_in=H, mode=MODE_RQ,
                                     chunks=chunks_of(lid[nxt], nxt, D, wb, H, prow, PL_RES)))
         per_token = cfg.readout == "token"
-        if per_token:  # token n's [D, C] block at wbase + n * head_stride
-            Wh = P_["head.weight"].reshape(N, D, C)
-            wb = add_matrix(Wh[0])
-            for n in range(1, N):
-                add_matrix(Wh[n])
-        else:
-            wb = add_matrix(P_["head.weight"])
+        # token n's [D, C] block at wbase + n * head_stride (one block when pooled)
+        wb = [add_matrix(w) for w in P_["head.weight"].reshape(-1, D, C)][0]
         self.head_stride = self.chC * D
         prow = add_params(C, bias=P_["head.bias"])
         self.passes.append(Pass(HEAD, "head", 0, PL_RES, n_in=D, per_token=per_token,

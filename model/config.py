@@ -223,6 +223,11 @@ class ModelConfig(_JSONMixin):
         return self.mlp_ratio * self.dim
 
     @property
+    def head_inputs(self) -> int:
+        """Rows of the head weight matrix: D (readout ``pool``) or N*D (``token``)."""
+        return self.tokens * self.dim if self.readout == "token" else self.dim
+
+    @property
     def pixel_max(self) -> int:
         return (1 << self.pixel_bits) - 1
 

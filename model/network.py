@@ -197,7 +197,7 @@ class STFNet(nn.Module):
         self.enc_theta = nn.Parameter(torch.ones(D))
         self.blocks = nn.ModuleList(_Block(cfg, first=(l == 0)) for l in range(cfg.blocks))
         self.head_theta = nn.Parameter(torch.ones(D))
-        self.head = IntLinear(N * D if cfg.readout == "token" else D, C, cfg.weight_bits, per_channel=False)
+        self.head = IntLinear(cfg.head_inputs, C, cfg.weight_bits, per_channel=False)
         self.head_bias = nn.Parameter(torch.zeros(C))
         self.log_temp = nn.Parameter(torch.zeros(()))
         self._spec = param_spec(cfg)

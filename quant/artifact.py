@@ -92,7 +92,7 @@ def param_spec(cfg: ModelConfig) -> dict[str, tuple[tuple[int, ...], int, int]]:
         spec[p + "fc2.mult"] = ((D,), *m)
         spec[p + "fc2.bias"] = ((D,), *b)
     spec["head.theta"] = ((D,), *th)
-    spec["head.weight"] = ((cfg.tokens * D if cfg.readout == "token" else D, C), *w)
+    spec["head.weight"] = ((cfg.head_inputs, C), *w)
     spec["head.bias"] = ((C,), *b)
     return spec
 

@@ -111,7 +111,7 @@ def weight_map(prog: Program) -> list[tuple[str, int, int]]:
             rows = ceil_div(n_out, P) * n_in
             out.append((f"b{l}.{name}", base, rows))
             base += rows
-    rows = ceil_div(cfg.classes, P) * cfg.dim * (cfg.tokens if cfg.readout == "token" else 1)
+    rows = ceil_div(cfg.classes, P) * cfg.head_inputs
     out.append(("head" if cfg.readout == "pool" else "head (N per-token blocks)", base, rows))
     assert base + rows == len(prog.weight_rows)
     return out
