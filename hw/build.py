@@ -381,6 +381,7 @@ def build(*, board_name: str, variant: str | None, artifact_path: str | None, hw
     fails; a failed build's folder is ``<out>/<board>-<variant>.failed``.
     """
     from boards.simboard import identity_for
+    from hw.common import KEEP_REPLICAS
     from hw.platforms import SYNTH_FLOWS, BoardError, BoardTop, ShellCore, get_board, synth_commands
     from hw.pll import PLLError, pll_params
     from model.config import HW_PRESETS, ConfigError
@@ -474,7 +475,9 @@ def build(*, board_name: str, variant: str | None, artifact_path: str | None, hw
         synth_flow = attempts.pop(0)
         synth_opts, after = SYNTH_FLOWS[synth_flow][0], synth_commands(synth_flow, NAME)[1:]
         t0 = time.monotonic()
-        extra = {"script_after_synth": "\n".join(after)} if after else {}
+        extra = {"script_after_read": "\n".join(KEEP_REPLICAS)}
+        if after:
+            extra["script_after_synth"] = "\n".join(after)
         plan = platform.build(top, name=NAME, build_dir=str(tmp), do_build=False, synth_opts=synth_opts,
                               nextpnr_opts=" ".join(nextpnr_opts), **extra)
         plan.extract(str(tmp))

@@ -594,12 +594,13 @@ class Sequencer(wiring.Component):
         for j in range(P):
             m.d.comb += ro.i_bias[j].eq(p_bias(prp.data, j))
         m.d.sync += head1.eq(0)
-        # SpikeLinear's `start` and `shift` each fan out to every accumulator (TL x P x acc_bits
-        # flip-flops): driven from registers set on the FSM transitions into START / DRAIN, not
-        # from the state decode (the 23.6 ns critical path at 753ace3). Same cycles as before.
+        # SpikeLinear's `start` also latches the pass's base and n_in: driven from a register set on
+        # the FSM transitions into START, not from the state decode (the 23.6 ns critical path at
+        # 753ace3). `shift` is a request SpikeLinear registers into its own per-lane-group copies
+        # (it acts one cycle later), so it comes straight from the FSM, a cycle ahead of the drain.
         sl_start, sl_shift = Signal(), Signal()
         m.d.comb += [sl.start.eq(sl_start), sl.shift.eq(sl_shift)]
-        m.d.sync += [sl_start.eq(0), sl_shift.eq(0)]
+        m.d.sync += sl_start.eq(0)
 
         m.d.comb += self.busy.eq(1)
         m.d.sync += self.done.eq(0)
@@ -689,7 +690,7 @@ class Sequencer(wiring.Component):
                         with m.If(sl.done):
                             m.d.sync += k_ctr.eq(0)
                             if ps.kind != HEAD:
-                                m.d.sync += sl_shift.eq(1)
+                                m.d.comb += sl_shift.eq(1)
                             m.next = f"P{pi}_DRAIN"
                     with m.State(f"P{pi}_DRAIN"):
                         if ps.kind == HEAD:
@@ -707,7 +708,7 @@ class Sequencer(wiring.Component):
                             m.d.sync += k_ctr.eq(k_ctr + 1)
                             last_k = k_ctr == TL - 1
                             with m.If(~last_k):
-                                m.d.sync += sl_shift.eq(1)
+                                m.d.comb += sl_shift.eq(1)
                         with m.If(last_k):
                             m.d.sync += [k_ctr.eq(0)]
                             with m.If(ch_ctr == nch_pass - 1):

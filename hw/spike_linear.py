@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.common import ceil_div, check_bool, check_int, pack, sbits
+from hw.common import ceil_div, check_bool, check_int, pack, replicas, sbits
 
-__all__ = ["ACC_OVERHEAD", "SpikeLinear", "pack_matrix"]
+__all__ = ["ACC_OVERHEAD", "LANES_PER_REPLICA", "SpikeLinear", "pack_matrix"]
 
 
 def pack_matrix(weight: np.ndarray, lanes: int, weight_bits: int) -> list[int]:
@@ -31,7 +31,10 @@ def pack_matrix(weight: np.ndarray, lanes: int, weight_bits: int) -> list[int]:
     return rows
 
 
-ACC_OVERHEAD = 3  # cycles from `start` to `done` beyond one per visited input
+ACC_OVERHEAD = 4  # cycles from `start` to `done` beyond one per visited input
+# Output lanes served by one copy of a token lane's gate, clear and shift registers: a copy then
+# drives LANES_PER_REPLICA x acc_bits accumulator bits (96 for digits-tiny), not P x acc_bits.
+LANES_PER_REPLICA = 8
 
 
 class SpikeLinear(wiring.Component):
@@ -68,17 +71,23 @@ class SpikeLinear(wiring.Component):
     busy : Out(1)                from the cycle after `start` until the cycle before `done`.
     done : Out(1)                one-cycle pulse: `acc` is final.
     acc : Out(ArrayLayout(ArrayLayout(signed(acc_bits), lanes), TL))
-    shift : In(1)                drain: acc[k] <= acc[k+1], the last lane <= 0.
+    shift : In(1)                drain: acc[k] <= acc[k+1], the last lane <= 0, at the end of the
+                                 *next* cycle (`shift` is registered into per-lane-group copies),
+                                 so acc[0] shows lane k+1 two cycles after the shift request.
     w_en : In(1), w_addr : In(range(depth)), w_data : In(unsigned(lanes*weight_bits))  (loadable)
 
-    Latency: from `start` to `done`: v + ``ACC_OVERHEAD`` = v + 3 cycles, v = n_in (dense) or the
-    number of inputs where any token lane spikes (event-driven); one input per cycle. Three
+    Latency: from `start` to `done`: v + ``ACC_OVERHEAD`` = v + 4 cycles, v = n_in (dense) or the
+    number of inputs where any token lane spikes (event-driven); one input per cycle. Four
     stages: choose the input (find-first-set or counter), address the row and register the spike
-    gates, accumulate. The weight read is registered, so the memory never sits in a
-    combinational path with the adders.
+    gates, register the masked weights (W or 0 per token lane and output lane), accumulate. The
+    weight read is registered, so the memory never sits in a combinational path with the
+    adders, and no enable or gate fans out to a whole token lane: gates, clear and shift are
+    registered copies per `LANES_PER_REPLICA` output lanes (`hw.common.replicas`). The
+    accumulators are cleared the cycle after `start`.
 
     Resources: weight memory depth x lanes*weight_bits bits (EBR); TL*lanes accumulators of
-    acc_bits (flip-flops + one adder each); a TL-way `inputs`:1 bit mux for the spike gates;
+    acc_bits (flip-flops + one adder each) and as many masked-weight registers of weight_bits;
+    3 x TL x ceil(lanes / LANES_PER_REPLICA) control copies; a TL-way `inputs`:1 bit mux for the spike gates;
     in event-driven mode an `inputs`-bit find-first-set (one carry chain + an OR encoder).
     """
 
@@ -140,15 +149,14 @@ class SpikeLinear(wiring.Component):
         n_in = Signal.like(self.n_in)
         # S0 (issue): choose the next input and register its index. S1: the row address
         # (base + index) goes to the memory and the TL spike gates (an index mux) are registered.
-        # S2: the row is here; accumulate. The find-first-set, its encoder, the address adder
-        # and the EBR address were one 19 ns path before. Only the index is registered, not the
+        # S2: the row is here (S3, S4: see Latency). The find-first-set, its encoder, the address
+        # adder and the EBR address were one 19 ns path before. Only the index is registered, not the
         # one-hot choice: a registered one-hot fanning out into TL AND-ORs did not route on the
         # 85F default (docs/build.md).
         issue = Signal()
         idx0 = Signal(range(max(n, 2)))
         idx1 = Signal.like(idx0)
         valid1 = Signal()
-        gate2 = Signal(TL)
         m.d.sync += [valid1.eq(issue), idx1.eq(idx0)]
         if self.event_driven:
             pending = Signal(n)
@@ -175,33 +183,37 @@ class SpikeLinear(wiring.Component):
                 m.d.sync += counter.eq(0)
             with m.Elif(issue):
                 m.d.sync += counter.eq(counter + 1)
-        for k in range(TL):
-            m.d.sync += gate2[k].eq(spikes[k].bit_select(idx1, 1))
+        # S2 -> S3 -> S4 (see Latency): gates and masked weights per copy group of output lanes.
+        groups = ceil_div(P, LANES_PER_REPLICA)
+        gate2 = [replicas(m, valid1 & spikes[k].bit_select(idx1, 1), groups, f"gate{k}") for k in range(TL)]
+        clear = [replicas(m, self.start, groups, f"clear{k}") for k in range(TL)]
+        shift = [replicas(m, self.shift, groups, f"shift{k}") for k in range(TL)]
 
         m.d.comb += rp.addr.eq(base + idx1)
-        valid2 = Signal()
-        m.d.sync += valid2.eq(valid1)
 
         with m.If(self.start):
             m.d.sync += [running.eq(1), base.eq(self.base), n_in.eq(self.n_in)]
         with m.Elif(running & ~issue):
             m.d.sync += running.eq(0)
-        # `running` drops the cycle after the last issue; the last row is applied two cycles
-        # after that issue, so `done` comes one cycle after `ending`.
-        ending = Signal()
-        m.d.sync += [ending.eq(running & ~issue & ~self.start), self.done.eq(ending)]
-        m.d.comb += self.busy.eq(running | ending)
+        # `running` drops the cycle after the last issue; the last row is applied three cycles
+        # after that issue, so `done` comes two cycles after `ending`.
+        ending, ending2 = Signal(), Signal()
+        m.d.sync += [ending.eq(running & ~issue & ~self.start), ending2.eq(ending), self.done.eq(ending2)]
+        m.d.comb += self.busy.eq(running | ending | ending2)
 
-        # Accumulate (S2: the registered weight row is here).
         for k in range(TL):
             for j in range(P):
+                g = j // LANES_PER_REPLICA
                 w = rp.data.word_select(j, wb).as_signed()
-                with m.If(self.start):
+                mw = Signal(signed(wb), name=f"mw{k}_{j}")
+                # zero where the lane does not spike: the accumulator adds every cycle, no enable
+                m.d.sync += mw.eq(Mux(gate2[k][g], w, 0))
+                with m.If(clear[k][g]):
                     m.d.sync += self.acc[k][j].eq(0)
-                with m.Elif(valid2 & gate2[k]):
-                    m.d.sync += self.acc[k][j].eq(self.acc[k][j] + w)
-                with m.Elif(self.shift):
+                with m.Elif(shift[k][g]):
                     m.d.sync += self.acc[k][j].eq(self.acc[k + 1][j] if k + 1 < TL else 0)
+                with m.Else():
+                    m.d.sync += self.acc[k][j].eq(self.acc[k][j] + mw)
         return m
 
 

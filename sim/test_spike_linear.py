@@ -10,10 +10,11 @@ spikes, against weights that hold the extremes (a column of the most negative we
 the most positive: an all-one row gives the widest accumulator, ``inputs * -2^(wb-1)``). The
 loadable design also rewrites its whole memory through ``w_en`` with seeded random weights.
 
-Checked per job: every accumulator exactly; ``done`` exactly ``v + 3`` cycles after ``start``
+Checked per job: every accumulator exactly; ``done`` exactly ``v + 4`` cycles after ``start``
 (v = n_in dense, or the number of inputs where any token lane spikes, event-driven: the
 zero-skipping is visible in the cycle count); ``busy`` exactly from the cycle after ``start``
-until ``done``; one ``shift`` moves every token lane's accumulators down and zeroes the last.
+until ``done``; one ``shift`` moves every token lane's accumulators down and zeroes the last,
+at the end of the cycle after the request.
 The weight memory is baked, so the matrices come from a fixed seed (one build per config); the
 spikes (and the loaded weights) come from the session seed.
 """
@@ -128,8 +129,10 @@ def _run(sim, seed, waves, cfg):
                     prog.mark(name)
                     prog.set(start=1, base=base + ch * n_in, n_in=n_in).tick().set(start=0)
                     prog.wait("done", timeout=inputs + 10, sample=["acc"], name="done")
-                    # drain one lane as the Sequencer does: acc[k] <= acc[k+1], the last <= 0
-                    prog.set(shift=1).tick().set(shift=0).sample(["acc"], name="shifted")
+                    # drain one lane as the Sequencer does: acc[k] <= acc[k+1], the last <= 0, at
+                    # the end of the cycle after the request
+                    prog.set(shift=1).tick().set(shift=0).sample(["acc"], name="held")
+                    prog.tick().sample(["acc"], name="shifted")
                     jobs.append((want, v, name))
 
     n2 = cfg[8]
@@ -168,14 +171,17 @@ def test_spike_linear(sim, seed, waves, cfg):
             k, j = bad[0]
             pytest.fail(f"{design.name} job {name}: token lane {k} channel {j}: expected {want[k, j]} got {got[k, j]} "
                         f"(seed {seed})")
+        held = np.array([array(seen.samples("held")[i]["acc"], P, f"{k}.") for k in range(TL)], np.int64)
+        assert np.array_equal(held, want), f"{design.name} job {name}: the shift acted in its own cycle, " \
+                                           f"not the next (seed {seed})"
         sh = np.array([array(shifted[i]["acc"], P, f"{k}.") for k in range(TL)], np.int64)
         want_sh = np.concatenate([want[1:], np.zeros((1, P), np.int64)])
         assert np.array_equal(sh, want_sh), f"{design.name} job {name}: after shift {sh.tolist()}, expected " \
                                             f"{want_sh.tolist()} (seed {seed})"
         start = seen.mark(name)
-        lat = v + sl_mod.ACC_OVERHEAD  # the docstring: v + 3
+        lat = v + sl_mod.ACC_OVERHEAD  # the docstring: v + 4
         assert done_cyc[i] - start == lat, f"{design.name} job {name}: done {done_cyc[i] - start} cycles after " \
-                                           f"start, documented v + 3 = {lat} (seed {seed})"
+                                           f"start, documented v + 4 = {lat} (seed {seed})"
         busy_want |= set(range(start + 1, start + lat))
     busy = set(seen.monitor_cycles("busy"))
     assert busy == busy_want, f"busy in cycles {sorted(busy ^ busy_want)[:5]} differs from 'after start until the cycle before done'"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -583,3 +584,40 @@ def test_board_refuses_unknown_synthesis_flows():
         dataclasses.replace(hp.BOARDS["ulx3s"], synth_attempts=("-dff",))
     assert hp.synth_commands("abc9-dff", "core") == ["synth_ecp5 -dff -top core"]
     assert hp.synth_commands("abc", "core")[-1] == "synth_ecp5 -run map_cells: -top core"
+
+
+def _replica_flip_flops(tmp_path: Path, il: str, keep: bool) -> int:
+    """Distinct flip-flops driving wires named hw.common.REPLICA_PREFIX* after synthesis."""
+    from hw.common import KEEP_REPLICAS, REPLICA_PREFIX
+    from hw.platforms import synth_commands
+    (tmp_path / "d.il").write_text(il)
+    script = ["read_rtlil d.il", *(KEEP_REPLICAS if keep else ()), *synth_commands("abc", "top"),
+              "write_json d.json"]
+    (tmp_path / "d.ys").write_text("\n".join(script) + "\n")
+    # a log file, not stdout: YoWASP Yosys's stdout stops at the abc pass (the log is whole)
+    r = subprocess.run([hb.find_toolchain("yowasp")["YOSYS"], "-q", "-l", "d.log", "d.ys"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    top = json.loads((tmp_path / "d.json").read_text())["modules"]["top"]
+    # the copies' own names, not the names Yosys derives from them for nets nearby
+    own = re.compile(rf"{REPLICA_PREFIX}[a-z]+\d+_\d+")
+    rep_bits = {b for name, net in top["netnames"].items() if own.fullmatch(name) for b in net["bits"]}
+    q = [c["connections"]["Q"][0] for c in top["cells"].values() if c["type"] == "TRELLIS_FF"]
+    return len({b for b in q if b in rep_bits})
+
+
+def test_fanout_replicas_survive_synthesis(tmp_path):
+    """SpikeLinear's per-lane-group copies of its gates, clear and shift (hw.common.replicas) are
+    registers with identical inputs: without KEEP_REPLICAS Yosys folds them into one per value;
+    with it (what hw.build runs after reading the design) every copy is a flip-flop of its own."""
+    from amaranth.back import rtlil
+
+    from hw.common import ceil_div
+    from hw.spike_linear import LANES_PER_REPLICA, SpikeLinear, pack_matrix
+    P, TL = 2 * LANES_PER_REPLICA, 2
+    rows = pack_matrix([[(5 * i + 3 * j * j) % 15 - 7 for j in range(P)] for i in range(8)], P, 4)
+    il = rtlil.convert(SpikeLinear(8, P, TL, 4, rows), name="top")
+    groups = ceil_div(P, LANES_PER_REPLICA)
+    # gates: a value per token lane; clear and shift: one value each
+    assert _replica_flip_flops(tmp_path, il, keep=False) == TL + 2
+    assert _replica_flip_flops(tmp_path, il, keep=True) == 3 * TL * groups
