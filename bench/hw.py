@@ -1,7 +1,7 @@
 """``python -m bench hw``: area against latency over a sweep of lanes, built and measured.
 
 For every hardware point (``--points``, lanes x token_lanes; the other HardwareConfig fields are
-the ``default`` preset's) and every device variant (``--variants``, default 85F and 25F of
+the preset's with those lanes, else the ``default`` preset's) and every device variant (``--variants``, default 85F and 25F of
 ``--board ulx3s``), the shipped artifact (``--artifact``) is built by ``hw.build.build`` (Yosys,
 nextpnr-ecp5, ecppack) at ``--clock`` MHz into ``<--build-dir>/<board>-L<P>xTL<TL>-<clock>MHz/``,
 and the row takes from its report.json: LUT4 (nextpnr's TRELLIS_COMB sites), FF, EBR (DP16KD),
@@ -114,9 +114,13 @@ def parse_points(spec: str) -> list[tuple[int, int]]:
 
 
 def point_hw(lanes: int, token_lanes: int):
-    """The default preset with these lanes (everything else as shipped)."""
+    """The preset with these lanes, as shipped (8x4: "small", one weight bank), else the default
+    preset with these lanes (everything else as shipped)."""
     from model.config import HW_PRESETS
 
+    for p in HW_PRESETS.values():
+        if (p.lanes, p.token_lanes) == (lanes, token_lanes):
+            return p
     return HW_PRESETS["default"].replace(lanes=lanes, token_lanes=token_lanes)
 
 

@@ -63,16 +63,16 @@ class SimWallLimit(HostError):
 
 def identity_for(cfg, hw_cfg=None, *, clock_khz: int = 1000, config_hash32: int | None = None,
                  spike_layers: int | None = None, loadable: bool | None = None) -> Identity:
-    """The IDENTITY a bitstream for `cfg` answers (lanes from `hw_cfg`, default HardwareConfig).
+    """The IDENTITY a bitstream for `cfg` answers (lanes from `hw_cfg`, default: the "default" preset).
 
     Spike counts: one per layer of ``quant.golden.spike_layers(cfg)`` (flag SPIKE_COUNTS);
     LOADABLE when ``hw_cfg.weights == "loadable"``. A core without them (the shell) passes
     ``spike_layers=0, loadable=False``.
     """
-    from model.config import HardwareConfig
+    from model.config import HW_PRESETS
     from quant.golden import spike_layers as layers_of
 
-    hw_cfg = hw_cfg or HardwareConfig()
+    hw_cfg = hw_cfg or HW_PRESETS["default"]
     if spike_layers is None:
         spike_layers = len(layers_of(cfg))
     if loadable is None:

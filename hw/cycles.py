@@ -19,7 +19,7 @@ import numpy as np
 
 from hw.adder_tree import tree_latency
 from hw.attention import FIRE_LATENCY
-from hw.spike_linear import ACC_OVERHEAD
+from hw.spike_linear import ACC_OVERHEAD, visits
 from hw.sequencer import DRAIN_DEPTH, ENC, HEAD, KV, Program
 
 __all__ = ["pass_sources", "flush_cycles", "pass_cycles", "visited_inputs", "image_cycles"]
@@ -45,7 +45,9 @@ def flush_cycles(prog: Program) -> int:
 
 
 def pass_cycles(prog: Program, ps, visited: Callable[[int], int]) -> int:
-    """Cycles of one pass at one timestep. `visited(g)`: inputs visited for token group g."""
+    """Cycles of one pass at one timestep. `visited(g)`: the cycles of inputs SpikeLinear takes
+    per chunk for token group g (the v of docs/hardware.md 3.2: the most inputs one weight
+    bank visits)."""
     N, flush = prog.cfg.tokens, flush_cycles(prog)
     if ps.kind == ENC:
         return 1 + N * prog.chD + flush                                  # BEGIN, ENC, FLUSH
@@ -68,13 +70,17 @@ def pass_cycles(prog: Program, ps, visited: Callable[[int], int]) -> int:
 
 
 def visited_inputs(prog: Program, ps, rec: dict | None, b: int, t: int, g: int) -> int:
-    """Inputs of pass `ps` that token group g visits at timestep t of image b: all n_in for a
-    dense design (or without a record), else those on which some token of the group spikes."""
+    """Cycles of inputs of pass `ps` for token group g at timestep t of image b. With one weight
+    bank: all n_in for a dense design (or without a record), else the inputs on which some token
+    of the group spikes. With B banks, the most of those in one residue class of the input index
+    mod B (`hw.spike_linear.visits`; which class a bank serves depends on the chunk's first row,
+    the most per class does not)."""
+    B = prog.hw.input_banks
     if not prog.hw.event_driven or rec is None:
-        return ps.n_in
+        return visits(None, ps.n_in, B)
     N, TL = prog.cfg.tokens, prog.group_lanes(ps)
     s = np.asarray(rec[pass_sources(prog.cfg)[ps.name]][b, t, g * TL:min(N, (g + 1) * TL), :ps.n_in])
-    return int(s.any(axis=0).sum())
+    return visits(s.any(axis=0), ps.n_in, B)
 
 
 def image_cycles(prog: Program, rec: dict | None = None, b: int = 0) -> dict[str, int]:

@@ -34,8 +34,11 @@ def memories(prog: Program) -> list[tuple[str, int, int]]:
     wd = widths(cfg)
     N, T, K = cfg.tokens, cfg.timesteps, cfg.patch_dim
     chD = prog.chD
+    B = prog.hw.input_banks  # SpikeLinear's weights: B memories, row r in bank r mod B
+    banks = [(f"spike_linear.weights{f' bank {b}' if B > 1 else ''}", ceil_div(len(prog.weight_rows), B),
+              P * cfg.weight_bits) for b in range(B)]
     out = [
-        ("spike_linear.weights", len(prog.weight_rows), P * cfg.weight_bits),
+        *banks,
         ("params (bias, mult, theta)", len(prog.param_rows), P * (cfg.bias_bits + cfg.mult_bits + prog.theta_bits)),
         ("lif.membranes", prog.mdepth, P * prog.x_bits),
         ("residual u", N * chD, P * prog.res_bits),

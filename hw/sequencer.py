@@ -344,7 +344,7 @@ class Sequencer(wiring.Component):
         m.submodules.enc = enc = STFEncoder(cfg, prog.artifact.params, P, loadable=loadable)
         m.d.comb += [enc.pix_en.eq(self.pix_en), enc.pix_addr.eq(self.pix_addr), enc.pix_data.eq(self.pix_data)]
         m.submodules.sl = sl = SpikeLinear(prog.inputs, P, TL, cfg.weight_bits, prog.weight_rows,
-                                           event_driven=hw.event_driven, loadable=loadable)
+                                           event_driven=hw.event_driven, loadable=loadable, banks=hw.input_banks)
         m.submodules.lif = lif = LIFArray(P, prog.mdepth, prog.x_bits, prog.theta_bits, fault=self.fault)
         m.submodules.attn = attn = SpikeDrivenAttention(D, N, prog.kv_theta, prog.theta_bits, rows=1,
                                                         register_every=hw.tree_register_every, fault=self.fault,
@@ -594,12 +594,11 @@ class Sequencer(wiring.Component):
         for j in range(P):
             m.d.comb += ro.i_bias[j].eq(p_bias(prp.data, j))
         m.d.sync += head1.eq(0)
-        # SpikeLinear's `start` also latches the pass's base and n_in: driven from a register set on
-        # the FSM transitions into START, not from the state decode (the 23.6 ns critical path at
-        # 753ace3). `shift` is a request SpikeLinear registers into its own per-lane-group copies
-        # (it acts one cycle later), so it comes straight from the FSM, a cycle ahead of the drain.
-        sl_start, sl_shift = Signal(), Signal()
-        m.d.comb += [sl.start.eq(sl_start), sl.shift.eq(sl_shift)]
+        # SpikeLinear's `start` is driven from a register set on the FSM transitions into START,
+        # not from the state decode (the 23.6 ns critical path at 753ace3). SpikeLinear moves the
+        # token lanes through acc[0] itself (`drain`), in step with the DRAIN state's reads.
+        sl_start = Signal()
+        m.d.comb += sl.start.eq(sl_start)
         m.d.sync += sl_start.eq(0)
 
         m.d.comb += self.busy.eq(1)
@@ -684,13 +683,11 @@ class Sequencer(wiring.Component):
                         m.next = f"P{pi}_START"
                     with m.State(f"P{pi}_START"):
                         m.d.comb += [sl.base.eq(c_wbase[ch_ctr] + w_off if ps.per_token else c_wbase[ch_ctr]),
-                                     sl.n_in.eq(ps.n_in)]
+                                     sl.n_in.eq(ps.n_in), sl.drain.eq(ps.kind != HEAD)]
                         m.next = f"P{pi}_ACC"
                     with m.State(f"P{pi}_ACC"):
                         with m.If(sl.done):
                             m.d.sync += k_ctr.eq(0)
-                            if ps.kind != HEAD:
-                                m.d.comb += sl_shift.eq(1)
                             m.next = f"P{pi}_DRAIN"
                     with m.State(f"P{pi}_DRAIN"):
                         if ps.kind == HEAD:
@@ -707,8 +704,6 @@ class Sequencer(wiring.Component):
                                          d_uaddr.eq(n_d * chD + cch), d_prow.eq(c_prow[ch_ctr])]
                             m.d.sync += k_ctr.eq(k_ctr + 1)
                             last_k = k_ctr == TL - 1
-                            with m.If(~last_k):
-                                m.d.comb += sl_shift.eq(1)
                         with m.If(last_k):
                             m.d.sync += [k_ctr.eq(0)]
                             with m.If(ch_ctr == nch_pass - 1):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.common import ceil_div, check_bool, check_int, pack, replicas, sbits
+from hw.common import BROADCAST_LATENCY, broadcast, ceil_div, check_bool, check_int, pack, replicas, sbits
 
-__all__ = ["ACC_OVERHEAD", "LANES_PER_REPLICA", "SpikeLinear", "pack_matrix"]
+__all__ = ["ACC_OVERHEAD", "LANES_PER_REPLICA", "SpikeLinear", "pack_matrix", "visits"]
 
 
 def pack_matrix(weight: np.ndarray, lanes: int, weight_bits: int) -> list[int]:
@@ -37,13 +37,26 @@ ACC_OVERHEAD = 4  # cycles from `start` to `done` beyond one per visited input
 LANES_PER_REPLICA = 8
 
 
+def visits(union, n_in: int, banks: int) -> int:
+    """Cycles of inputs one accumulation takes (the v of `SpikeLinear`'s latency): the most
+    inputs i < n_in that one bank visits. Bank (base + i) mod `banks` serves input i, so the
+    banks serve the residue classes of i mod `banks` in some order, and the most per bank does
+    not depend on base. `union`: the OR of the token lanes' spike vectors (length >= n_in), or
+    None for a dense design (every input: ceil(n_in / banks))."""
+    u = np.ones(n_in, bool) if union is None else np.asarray(union[:n_in], bool)
+    return max(int(u[c::banks].sum()) for c in range(banks))
+
+
 class SpikeLinear(wiring.Component):
     """``acc[k][j] = sum over inputs i with spikes[k][i] = 1 of W[base + i][j]``.
 
-    One weight row (P = `lanes` weights of one output chunk) is read per cycle and serves all
-    `token_lanes` (TL) tokens at once: token lane k adds it where its own spike bit is 1. In
-    event-driven mode only the inputs where at least one token lane spikes are visited (a
-    find-first-set over the OR of the lanes' spike vectors); in dense mode all ``n_in`` inputs.
+    One weight row (P = `lanes` weights of one output chunk) per bank is read per cycle and
+    serves all `token_lanes` (TL) tokens at once: token lane k adds it where its own spike bit is
+    1. The weight memory is split into `banks` (B) memories by row: row r lives in bank r mod B,
+    so each cycle every bank visits one of its own inputs (those i with (base + i) mod B equal
+    to the bank) and the lanes add up to B rows at once. In event-driven mode only the inputs
+    where at least one token lane spikes are visited (a find-first-set per bank over the OR of
+    the lanes' spike vectors); in dense mode all ``n_in`` inputs.
 
     Parameters
     ----------
@@ -55,6 +68,7 @@ class SpikeLinear(wiring.Component):
                                  memory depth. Baked in as the memory's init.
     event_driven : bool
     loadable : bool              adds a write port (``w_en``, ``w_addr``, ``w_data``).
+    banks : int, a power of two  B, weight rows read per cycle (1: one input per cycle).
 
     Accumulator width: ``acc_bits = bits for +-inputs * 2^(weight_bits-1)``: a sum of at most
     `inputs` weights each |W| <= 2^(weight_bits-1) cannot leave that range.
@@ -71,28 +85,33 @@ class SpikeLinear(wiring.Component):
     busy : Out(1)                from the cycle after `start` until the cycle before `done`.
     done : Out(1)                one-cycle pulse: `acc` is final.
     acc : Out(ArrayLayout(ArrayLayout(signed(acc_bits), lanes), TL))
-    shift : In(1)                drain: acc[k] <= acc[k+1], the last lane <= 0, at the end of the
-                                 *next* cycle (`shift` is registered into per-lane-group copies),
-                                 so acc[0] shows lane k+1 two cycles after the shift request.
+    drain : In(1)                sampled with `start`: after this accumulation, move the token
+                                 lanes down (acc[k] <= acc[k+1], the last lane <= 0) once a cycle,
+                                 TL - 1 times, so that acc[0] holds lane k in cycle done + 1 + k
+                                 (and lane 0 at `done`): the drain order the Sequencer reads.
     w_en : In(1), w_addr : In(range(depth)), w_data : In(unsigned(lanes*weight_bits))  (loadable)
 
-    Latency: from `start` to `done`: v + ``ACC_OVERHEAD`` = v + 4 cycles, v = n_in (dense) or the
-    number of inputs where any token lane spikes (event-driven); one input per cycle. Four
+    Latency: from `start` to `done`: v + ``ACC_OVERHEAD`` = v + 4 cycles, v = the most inputs one
+    bank visits (`visits`): ceil(n_in / B) dense; event-driven, the most inputs i < n_in in one
+    residue class (base + i) mod B where any token lane spikes. Four
     stages: choose the input (find-first-set or counter), address the row and register the spike
     gates, register the masked weights (W or 0 per token lane and output lane), accumulate. The
     weight read is registered, so the memory never sits in a combinational path with the
-    adders, and no enable or gate fans out to a whole token lane: gates, clear and shift are
-    registered copies per `LANES_PER_REPLICA` output lanes (`hw.common.replicas`). The
-    accumulators are cleared the cycle after `start`.
+    adders, and no enable or gate fans out to a whole token lane: gates are registered copies
+    per `LANES_PER_REPLICA` output lanes (`hw.common.replicas`), clear and the drain's moves
+    reach the same copy groups through a two-level tree (`hw.common.broadcast`). The
+    accumulators are cleared `BROADCAST_LATENCY` = 2 cycles after `start`; the drain's moves are
+    requested from two cycles before `done`, so none waits on the tree.
 
-    Resources: weight memory depth x lanes*weight_bits bits (EBR); TL*lanes accumulators of
-    acc_bits (flip-flops + one adder each) and as many masked-weight registers of weight_bits;
-    3 x TL x ceil(lanes / LANES_PER_REPLICA) control copies; a TL-way `inputs`:1 bit mux for the spike gates;
-    in event-driven mode an `inputs`-bit find-first-set (one carry chain + an OR encoder).
+    Resources: weight memory depth x lanes*weight_bits bits in B memories (EBR); TL*lanes
+    accumulators of acc_bits (flip-flops + one adder each) and as many masked-weight registers
+    of weight_bits + log2(B) (a B-input adder each when B > 1); (B + 2) x TL x ceil(lanes /
+    LANES_PER_REPLICA) control copies; B x TL `inputs`:1 bit muxes for the spike gates; in
+    event-driven mode B `inputs`-bit find-first-sets (a carry chain + an OR encoder each).
     """
 
     def __init__(self, inputs: int, lanes: int, token_lanes: int, weight_bits: int, rows, *,
-                 event_driven: bool = True, loadable: bool = False):
+                 event_driven: bool = True, loadable: bool = False, banks: int = 1):
         owner = "SpikeLinear"
         check_int(owner, "inputs", inputs, 1, 1 << 16)
         check_int(owner, "lanes", lanes, 1, 4096)
@@ -100,6 +119,9 @@ class SpikeLinear(wiring.Component):
         check_int(owner, "weight_bits", weight_bits, 2, 8)
         check_bool(owner, "event_driven", event_driven)
         check_bool(owner, "loadable", loadable)
+        check_int(owner, "banks", banks, 1, 64)
+        if banks & (banks - 1):
+            raise ValueError(f"{owner}: banks must be a power of two (the bank of a row is its low bits), got {banks}")
         rows = [int(r) for r in rows]
         if not rows:
             raise ValueError(f"{owner}: rows (the weight memory image) must not be empty")
@@ -114,6 +136,7 @@ class SpikeLinear(wiring.Component):
         self.acc_overhead = ACC_OVERHEAD
         self.event_driven = event_driven
         self.loadable = loadable
+        self.banks = banks
         self.acc_bits = sbits(inputs * (1 << (weight_bits - 1)))
         members = {
             "load_en": In(1), "load_lane": In(range(token_lanes)), "load_row": In(unsigned(inputs)),
@@ -121,7 +144,7 @@ class SpikeLinear(wiring.Component):
             "start": In(1), "base": In(range(self.depth)), "n_in": In(range(inputs + 1)),
             "busy": Out(1), "done": Out(1),
             "acc": Out(data.ArrayLayout(data.ArrayLayout(signed(self.acc_bits), lanes), token_lanes)),
-            "shift": In(1),
+            "drain": In(1),
         }
         if loadable:
             members.update({"w_en": In(1), "w_addr": In(range(self.depth)), "w_data": In(unsigned(word))})
@@ -129,12 +152,19 @@ class SpikeLinear(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        P, TL, n, wb = self.lanes, self.token_lanes, self.inputs, self.weight_bits
-        m.submodules.weights = mem = memory.Memory(shape=unsigned(P * wb), depth=self.depth, init=self.rows)
-        rp = mem.read_port()
-        if self.loadable:
-            wp = mem.write_port()
-            m.d.comb += [wp.en.eq(self.w_en), wp.addr.eq(self.w_addr), wp.data.eq(self.w_data)]
+        P, TL, n, wb, B = self.lanes, self.token_lanes, self.inputs, self.weight_bits, self.banks
+        lb = B.bit_length() - 1
+        bank_depth = ceil_div(self.depth, B)
+        rps = []
+        for b in range(B):
+            init = self.rows[b::B]
+            mem = memory.Memory(shape=unsigned(P * wb), depth=bank_depth, init=init + [0] * (bank_depth - len(init)))
+            m.submodules[f"weights{b}" if B > 1 else "weights"] = mem
+            rps.append(mem.read_port())
+            if self.loadable:
+                wp = mem.write_port()
+                m.d.comb += [wp.en.eq(self.w_en & (self.w_addr[:lb] == b if lb else 1)),
+                             wp.addr.eq(self.w_addr[lb:]), wp.data.eq(self.w_data)]
 
         spikes = [Signal(n, name=f"spikes{k}") for k in range(TL)]
         with m.If(self.load_en):
@@ -147,70 +177,103 @@ class SpikeLinear(wiring.Component):
         running = Signal()
         base = Signal.like(self.base)
         n_in = Signal.like(self.n_in)
-        # S0 (issue): choose the next input and register its index. S1: the row address
-        # (base + index) goes to the memory and the TL spike gates (an index mux) are registered.
-        # S2: the row is here (S3, S4: see Latency). The find-first-set, its encoder, the address
-        # adder and the EBR address were one 19 ns path before. Only the index is registered, not the
-        # one-hot choice: a registered one-hot fanning out into TL AND-ORs did not route on the
-        # 85F default (docs/build.md).
-        issue = Signal()
-        idx0 = Signal(range(max(n, 2)))
-        idx1 = Signal.like(idx0)
-        valid1 = Signal()
-        m.d.sync += [valid1.eq(issue), idx1.eq(idx0)]
+        # S0 (issue): each bank chooses its next input and registers its index. S1: the row
+        # address goes to the bank and the TL spike gates (an index mux) are registered. S2: the
+        # rows are here (S3, S4: see Latency). The find-first-set, its encoder, the address
+        # adder and the EBR address were one 19 ns path before. Only the index is registered,
+        # not the one-hot choice: a registered one-hot fanning out into TL AND-ORs did not
+        # route on the 85F default (docs/build.md).
+        issue = [Signal(name=f"issue{b}") for b in range(B)]
+        any_issue = Signal()
+        idx0 = [Signal(range(max(n, 2)), name=f"idx0_{b}") for b in range(B)]
+        idx1 = [Signal(range(max(n, 2)), name=f"idx1_{b}") for b in range(B)]
+        valid1 = [Signal(name=f"valid1_{b}") for b in range(B)]
+        for b in range(B):
+            m.d.sync += [valid1[b].eq(issue[b]), idx1[b].eq(idx0[b])]
         if self.event_driven:
-            pending = Signal(n)
-            onehot = Signal(n)
-            m.d.comb += onehot.eq(pending & (~pending + 1)[:n])  # lowest set bit
-            for b in range(len(idx0)):
-                m.d.comb += idx0[b].eq(0 if not [i for i in range(n) if (i >> b) & 1]
-                                       else _or_bits(onehot, [i for i in range(n) if (i >> b) & 1]))
-            m.d.comb += issue.eq(running & (pending != 0))
             union = Signal(n)
             for k in range(TL):
                 union = union | spikes[k]
             in_range = Signal(n)
             for i in range(n):
                 m.d.comb += in_range[i].eq(i < self.n_in)
-            with m.If(self.start):
-                m.d.sync += pending.eq(union & in_range)
-            with m.Elif(issue):
-                m.d.sync += pending.eq(pending & ~onehot)
+            for b in range(B):
+                pending = Signal(n, name=f"pending{b}")
+                onehot = Signal(n, name=f"onehot{b}")
+                m.d.comb += onehot.eq(pending & (~pending + 1)[:n])  # lowest set bit
+                for bit in range(len(idx0[b])):
+                    pos = [i for i in range(n) if (i >> bit) & 1]
+                    m.d.comb += idx0[b][bit].eq(_or_bits(onehot, pos) if pos else 0)
+                m.d.comb += issue[b].eq(running & (pending != 0))
+                # the inputs i of bank b: (base + i) mod B == b, a pattern chosen by base's low bits
+                mine = Signal(n, name=f"mine{b}")
+                if lb:
+                    with m.Switch(self.base[:lb]):
+                        for r in range(B):
+                            with m.Case(r):
+                                m.d.comb += mine.eq(sum(1 << i for i in range(n) if (r + i) % B == b))
+                else:
+                    m.d.comb += mine.eq(-1)
+                with m.If(self.start):
+                    m.d.sync += pending.eq(union & in_range & mine)
+                with m.Elif(issue[b]):
+                    m.d.sync += pending.eq(pending & ~onehot)
+            m.d.comb += any_issue.eq(Cat(*issue).any())
         else:
-            counter = Signal(range(n + 1))
-            m.d.comb += [idx0.eq(counter), issue.eq(running & (counter < n_in))]
+            # step s visits inputs sB .. sB+B-1; bank b takes the one with (base + i) mod B == b
+            steps = Signal(range(ceil_div(n, B) + 1))
             with m.If(self.start):
-                m.d.sync += counter.eq(0)
-            with m.Elif(issue):
-                m.d.sync += counter.eq(counter + 1)
-        # S2 -> S3 -> S4 (see Latency): gates and masked weights per copy group of output lanes.
-        groups = ceil_div(P, LANES_PER_REPLICA)
-        gate2 = [replicas(m, valid1 & spikes[k].bit_select(idx1, 1), groups, f"gate{k}") for k in range(TL)]
-        clear = [replicas(m, self.start, groups, f"clear{k}") for k in range(TL)]
-        shift = [replicas(m, self.shift, groups, f"shift{k}") for k in range(TL)]
+                m.d.sync += steps.eq(0)
+            with m.Elif(any_issue):
+                m.d.sync += steps.eq(steps + 1)
+            m.d.comb += any_issue.eq(running & ((steps << lb) < n_in))
+            for b in range(B):
+                off = (b - base[:lb])[:lb] if lb else 0  # (b - base) mod B
+                at = Signal(range(ceil_div(n, B) * B + B), name=f"at{b}")  # not wrapped at `inputs`
+                m.d.comb += [at.eq((steps << lb) | off), idx0[b].eq(at), issue[b].eq(running & (at < n_in))]
 
-        m.d.comb += rp.addr.eq(base + idx1)
+        # S2 -> S3 -> S4 (see Latency): gates and masked weights per copy group of output lanes.
+        ending, ending2 = Signal(), Signal()
+        groups = ceil_div(P, LANES_PER_REPLICA)
+        gate2 = [[replicas(m, valid1[b] & spikes[k].bit_select(idx1[b], 1), groups, f"gate{k}b{b}" if B > 1 else
+                           f"gate{k}") for k in range(TL)] for b in range(B)]
+        clear = broadcast(m, self.start, TL * groups, "clear")
+        # The drain's TL - 1 moves land at the ends of cycles done + 1 .. done + TL - 1; through
+        # the tree they are requested BROADCAST_LATENCY cycles earlier, from `ending2` (the cycle
+        # before `done`) on.
+        assert BROADCAST_LATENCY == 2
+        drain = Signal()
+        move_req = Signal()
+        if TL > 1:
+            left = Signal(range(TL))
+            m.d.comb += move_req.eq((ending2 & drain) | (left != 0))
+            with m.If(ending2 & drain):
+                m.d.sync += left.eq(TL - 2)
+            with m.Elif(left != 0):
+                m.d.sync += left.eq(left - 1)
+        shift = broadcast(m, move_req, TL * groups, "shift")
+        for b in range(B):
+            m.d.comb += rps[b].addr.eq((base + idx1[b])[lb:])
 
         with m.If(self.start):
-            m.d.sync += [running.eq(1), base.eq(self.base), n_in.eq(self.n_in)]
-        with m.Elif(running & ~issue):
+            m.d.sync += [running.eq(1), base.eq(self.base), n_in.eq(self.n_in), drain.eq(self.drain)]
+        with m.Elif(running & ~any_issue):
             m.d.sync += running.eq(0)
         # `running` drops the cycle after the last issue; the last row is applied three cycles
         # after that issue, so `done` comes two cycles after `ending`.
-        ending, ending2 = Signal(), Signal()
-        m.d.sync += [ending.eq(running & ~issue & ~self.start), ending2.eq(ending), self.done.eq(ending2)]
+        m.d.sync += [ending.eq(running & ~any_issue & ~self.start), ending2.eq(ending), self.done.eq(ending2)]
         m.d.comb += self.busy.eq(running | ending | ending2)
 
         for k in range(TL):
             for j in range(P):
                 g = j // LANES_PER_REPLICA
-                w = rp.data.word_select(j, wb).as_signed()
-                mw = Signal(signed(wb), name=f"mw{k}_{j}")
+                mw = Signal(signed(wb + lb), name=f"mw{k}_{j}")
                 # zero where the lane does not spike: the accumulator adds every cycle, no enable
-                m.d.sync += mw.eq(Mux(gate2[k][g], w, 0))
-                with m.If(clear[k][g]):
+                m.d.sync += mw.eq(sum(Mux(gate2[b][k][g], rps[b].data.word_select(j, wb).as_signed(), 0)
+                                      for b in range(B)))
+                with m.If(clear[k * groups + g]):
                     m.d.sync += self.acc[k][j].eq(0)
-                with m.Elif(shift[k][g]):
+                with m.Elif(shift[k * groups + g]):
                     m.d.sync += self.acc[k][j].eq(self.acc[k + 1][j] if k + 1 < TL else 0)
                 with m.Else():
                     m.d.sync += self.acc[k][j].eq(self.acc[k][j] + mw)

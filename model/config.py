@@ -254,7 +254,12 @@ class HardwareConfig(_JSONMixin):
     tree_register_every  pipeline register every k adder-tree levels (0: purely combinational).
     clock_mhz        target core clock (a PLL makes it from the board oscillator).
     weights          "baked" (from the artifact, in the bitstream) or "loadable" (write port).
+    input_banks      weight memory banks of the spike-driven linear unit, a power of two: inputs
+                     visited per cycle (row r in bank r mod input_banks).
     """
+
+    # added after hardware configs were recorded in reports: absent means one bank
+    _OMIT_AT_DEFAULT = ("input_banks",)
 
     lanes: int = 32
     token_lanes: int = 16
@@ -262,6 +267,7 @@ class HardwareConfig(_JSONMixin):
     tree_register_every: int = 2
     clock_mhz: float = 100.0
     weights: str = "baked"
+    input_banks: int = 1
 
     def __post_init__(self):
         _check_int("lanes", self.lanes, 1, 1024)
@@ -276,6 +282,9 @@ class HardwareConfig(_JSONMixin):
         # Equal configs must hash equally: 100 and 100.0 compare equal but serialise differently.
         object.__setattr__(self, "clock_mhz", float(self.clock_mhz))
         _check_choice("weights", self.weights, ("baked", "loadable"))
+        _check_int("input_banks", self.input_banks, 1, 16)
+        if self.input_banks & (self.input_banks - 1):
+            raise ConfigError(f"input_banks must be a power of two (1, 2, 4, 8 or 16), got {self.input_banks}")
 
 
 PRESETS: dict[str, ModelConfig] = {
@@ -294,7 +303,7 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 HW_PRESETS: dict[str, HardwareConfig] = {
-    "default": HardwareConfig(),
+    "default": HardwareConfig(input_banks=2),
     "small": HardwareConfig(lanes=8, token_lanes=4),
 }
 

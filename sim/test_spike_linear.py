@@ -11,10 +11,11 @@ the most positive: an all-one row gives the widest accumulator, ``inputs * -2^(w
 loadable design also rewrites its whole memory through ``w_en`` with seeded random weights.
 
 Checked per job: every accumulator exactly; ``done`` exactly ``v + 4`` cycles after ``start``
-(v = n_in dense, or the number of inputs where any token lane spikes, event-driven: the
-zero-skipping is visible in the cycle count); ``busy`` exactly from the cycle after ``start``
-until ``done``; one ``shift`` moves every token lane's accumulators down and zeroes the last,
-at the end of the cycle after the request.
+(v = the most inputs one weight bank visits, ``hw.spike_linear.visits``: ceil(n_in / banks)
+dense, event-driven those where any token lane spikes: the zero-skipping is visible in the
+cycle count); ``busy`` exactly from the cycle after ``start``
+until ``done``; with ``drain`` the token lanes move down one a cycle from the end of cycle
+done + 1 (the last zeroed), with TL - 1 moves in all (none for one token lane).
 The weight memory is baked, so the matrices come from a fixed seed (one build per config); the
 spikes (and the loaded weights) come from the session seed.
 """
@@ -31,22 +32,23 @@ from sim.program import Program, array
 sl_mod = pytest.importorskip("hw.spike_linear", reason="hw/spike_linear.py has not landed yet")
 
 # (inputs, lanes P, token_lanes TL, weight_bits, event_driven, loadable,
-#  tokens, M1 outputs, M2 fan-in, M2 outputs)
+#  tokens, M1 outputs, M2 fan-in, M2 outputs, weight banks)
 CONFIGS = [
-    (12, 4, 4, 4, True, False, 10, 8, 9, 6),   # TL does not divide 10 tokens; P divides M1, not M2
-    (7, 3, 3, 2, False, False, 6, 5, 4, 3),    # dense scan; TL divides 6 tokens; P divides M2, not M1
-    (9, 5, 1, 8, True, True, 3, 5, 6, 7),      # one token lane, 8-bit weights, write port
+    (12, 4, 4, 4, True, False, 10, 8, 9, 6, 2),   # TL does not divide 10 tokens; P divides M1, not M2;
+                                                  # two banks; M2's second chunk starts at odd row 33
+    (7, 3, 3, 2, False, False, 6, 5, 4, 3, 4),    # dense scan; TL divides 6 tokens; P divides M2, not M1
+    (9, 5, 1, 8, True, True, 3, 5, 6, 7, 1),      # one token lane, 8-bit weights, write port
 ]
 
 
 def _cfg_id(c):
     return (f"in{c[0]}p{c[1]}tl{c[2]}w{c[3]}{'ev' if c[4] else 'dense'}{'_load' if c[5] else ''}"
-            f"_n{c[6]}")
+            f"_n{c[6]}_b{c[10]}")
 
 
 def _matrices(cfg, rng):
     """M1 [inputs, o1], M2 [n2, o2] with the extremes of weight_bits in fixed columns and rows."""
-    inputs, P, TL, wb, _, _, _, o1, n2, o2 = cfg
+    inputs, P, TL, wb, _, _, _, o1, n2, o2 = cfg[:10]
     lo, hi = signed_range(wb)
     w1 = rng.integers(lo, hi + 1, (inputs, o1))
     w1[:, 0] = lo  # all-one spikes: the widest negative accumulator
@@ -69,7 +71,9 @@ def _design(sim, cfg):
     w1, w2 = _matrices(cfg, np.random.default_rng(1000 + sum(cfg[:4])))  # baked: fixed seed
     rows, base2 = _rows(cfg, w1, w2)
     digest = hashlib.sha256(repr(rows).encode()).hexdigest()[:12]
-    design = runner.build(lambda: sl_mod.SpikeLinear(inputs, P, TL, wb, rows, event_driven=event, loadable=loadable),
+    banks = cfg[10]
+    design = runner.build(lambda: sl_mod.SpikeLinear(inputs, P, TL, wb, rows, event_driven=event, loadable=loadable,
+                                                     banks=banks),
                           name=f"spike_linear_{_cfg_id(cfg)}", sim=sim, key=(cfg, digest))
     return design, w1, w2, base2
 
@@ -105,7 +109,7 @@ def _run(sim, seed, waves, cfg):
     inputs, P, TL, wb, event, loadable, n_tok = cfg[:7]
     design, w1, w2, base2 = _design(sim, cfg)
     rng = np.random.default_rng(seed)
-    prog = Program().init(load_en=0, start=0, shift=0, **({"w_en": 0} if loadable else {}))
+    prog = Program().init(load_en=0, start=0, drain=0, **({"w_en": 0} if loadable else {}))
     prog.monitor("busy", valid="busy", ports=[])
     jobs = []  # (expected acc [TL, P], visited v, mark name)
 
@@ -120,19 +124,18 @@ def _run(sim, seed, waves, cfg):
                     prog.set(load_en=1, load_lane=k, load_row=sum(int(b) << i for i, b in enumerate(lanes[k]))).tick()
                 prog.set(load_en=0)
                 used = lanes[:, :n_in]
-                v = int(np.any(used, axis=0).sum()) if event else n_in
+                v = sl_mod.visits(np.any(used, axis=0) if event else None, n_in, cfg[10])
                 for ch in range(chunks):
                     if rng.random() < 0.3:
                         prog.tick(int(rng.integers(1, 3)))
                     want = spike_linear(used, wp[:, ch * P:(ch + 1) * P])
                     name = f"{tag}{pi}g{g}c{ch}"
                     prog.mark(name)
-                    prog.set(start=1, base=base + ch * n_in, n_in=n_in).tick().set(start=0)
+                    prog.set(start=1, base=base + ch * n_in, n_in=n_in, drain=1).tick().set(start=0, drain=0)
                     prog.wait("done", timeout=inputs + 10, sample=["acc"], name="done")
-                    # drain one lane as the Sequencer does: acc[k] <= acc[k+1], the last <= 0, at
-                    # the end of the cycle after the request
-                    prog.set(shift=1).tick().set(shift=0).sample(["acc"], name="held")
-                    prog.tick().sample(["acc"], name="shifted")
+                    # the drain the Sequencer reads: acc[0] = lane 0 at done + 1, lane 1 at done + 2
+                    # (a wait continues after the edge of its cycle; a sample lets its cycle pass)
+                    prog.sample(["acc"], name="held").sample(["acc"], name="shifted")
                     jobs.append((want, v, name))
 
     n2 = cfg[8]
@@ -172,10 +175,9 @@ def test_spike_linear(sim, seed, waves, cfg):
             pytest.fail(f"{design.name} job {name}: token lane {k} channel {j}: expected {want[k, j]} got {got[k, j]} "
                         f"(seed {seed})")
         held = np.array([array(seen.samples("held")[i]["acc"], P, f"{k}.") for k in range(TL)], np.int64)
-        assert np.array_equal(held, want), f"{design.name} job {name}: the shift acted in its own cycle, " \
-                                           f"not the next (seed {seed})"
+        assert np.array_equal(held, want), f"{design.name} job {name}: the drain moved before done + 1 (seed {seed})"
         sh = np.array([array(shifted[i]["acc"], P, f"{k}.") for k in range(TL)], np.int64)
-        want_sh = np.concatenate([want[1:], np.zeros((1, P), np.int64)])
+        want_sh = np.concatenate([want[1:], np.zeros((1, P), np.int64)]) if TL > 1 else want
         assert np.array_equal(sh, want_sh), f"{design.name} job {name}: after shift {sh.tolist()}, expected " \
                                             f"{want_sh.tolist()} (seed {seed})"
         start = seen.mark(name)

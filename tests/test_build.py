@@ -599,17 +599,18 @@ def _replica_flip_flops(tmp_path: Path, il: str, keep: bool) -> int:
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     top = json.loads((tmp_path / "d.json").read_text())["modules"]["top"]
-    # the copies' own names, not the names Yosys derives from them for nets nearby
-    own = re.compile(rf"{REPLICA_PREFIX}[a-z]+\d+_\d+")
+    # the copies' own names (lower case), not those Yosys derives from them for nets nearby
+    own = re.compile(rf"{REPLICA_PREFIX}[a-z0-9_]+")
     rep_bits = {b for name, net in top["netnames"].items() if own.fullmatch(name) for b in net["bits"]}
     q = [c["connections"]["Q"][0] for c in top["cells"].values() if c["type"] == "TRELLIS_FF"]
     return len({b for b in q if b in rep_bits})
 
 
 def test_fanout_replicas_survive_synthesis(tmp_path):
-    """SpikeLinear's per-lane-group copies of its gates, clear and shift (hw.common.replicas) are
-    registers with identical inputs: without KEEP_REPLICAS Yosys folds them into one per value;
-    with it (what hw.build runs after reading the design) every copy is a flip-flop of its own."""
+    """SpikeLinear's per-lane-group copies of its gates, clear and drain moves (hw.common.replicas,
+    hw.common.broadcast) are registers with identical inputs: without KEEP_REPLICAS Yosys folds
+    them together; with it (what hw.build runs after reading the design) every copy is a
+    flip-flop of its own."""
     from amaranth.back import rtlil
 
     from hw.common import ceil_div
@@ -618,6 +619,7 @@ def test_fanout_replicas_survive_synthesis(tmp_path):
     rows = pack_matrix([[(5 * i + 3 * j * j) % 15 - 7 for j in range(P)] for i in range(8)], P, 4)
     il = rtlil.convert(SpikeLinear(8, P, TL, 4, rows), name="top")
     groups = ceil_div(P, LANES_PER_REPLICA)
-    # gates: a value per token lane; clear and shift: one value each
-    assert _replica_flip_flops(tmp_path, il, keep=False) == TL + 2
-    assert _replica_flip_flops(tmp_path, il, keep=True) == 3 * TL * groups
+    # gates: TL x groups copies; clear and shift: a broadcast tree each, 8 leaves per first-level copy
+    copies = TL * groups + 2 * (ceil_div(TL * groups, 8) + TL * groups)
+    assert _replica_flip_flops(tmp_path, il, keep=True) == copies == 14
+    assert _replica_flip_flops(tmp_path, il, keep=False) == TL + 4  # folded: one per value and tree level

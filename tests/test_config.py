@@ -211,6 +211,9 @@ HW_BAD = [
     ("clock_mhz", "100", "number"),
     ("clock_mhz", True, "number"),
     ("weights", "flash", "baked, loadable"),
+    ("input_banks", 0, "[1, 16]"),
+    ("input_banks", 3, "power of two"),
+    ("input_banks", 2.0, "integer"),
 ]
 
 
@@ -242,6 +245,15 @@ def test_model_and_hardware_dicts_are_not_interchangeable():
         HardwareConfig.from_dict(PRESETS["digits-tiny"].to_dict())
     with pytest.raises(ConfigError, match="unknown ModelConfig"):
         ModelConfig.from_dict(HardwareConfig().to_dict())
+
+
+def test_one_bank_is_left_out_of_the_json():
+    """input_banks came after hardware configs were recorded in build reports: a config without
+    it is one bank, and a one-bank config writes the JSON (and hash) it had before."""
+    small = HW_PRESETS["small"]
+    assert small.input_banks == 1 and "input_banks" not in small.to_dict()
+    assert HardwareConfig.from_dict(small.to_dict()) == small
+    assert HW_PRESETS["default"].to_dict()["input_banks"] == 2
 
 
 def test_equal_hardware_configs_have_equal_hashes():

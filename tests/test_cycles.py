@@ -29,9 +29,11 @@ def record(cfg, fill: int, B: int = 1) -> dict:
 
 
 def skippable(prog: Program) -> int:
-    """ACC cycles of one image that the event-driven skip can remove: chunks x fan-in x groups
-    per spike-driven pass and timestep."""
-    return prog.cfg.timesteps * sum(len(ps.chunks) * ps.n_in * prog.pass_groups(ps)
+    """ACC cycles of one image that the event-driven skip can remove: chunks x ceil(fan-in / B)
+    x groups per spike-driven pass and timestep (B weight banks: a dense bank visits every B-th
+    input)."""
+    B = prog.hw.input_banks
+    return prog.cfg.timesteps * sum(len(ps.chunks) * -(-ps.n_in // B) * prog.pass_groups(ps)
                                     for ps in prog.passes if ps.kind in (LIN, HEAD))
 
 
@@ -144,10 +146,13 @@ def test_ebr_count_tiling():
 def test_memories_digits_default():
     prog = Program(random_artifact(DIGITS, 0), HW_PRESETS["default"])
     mem = {name: (d, w) for name, d, w in memories(prog)}
-    assert mem["spike_linear.weights"] == (288, 32 * 4)
+    # 288 weight rows in two banks (row r in bank r mod 2)
+    assert mem["spike_linear.weights bank 0"] == mem["spike_linear.weights bank 1"] == (144, 32 * 4)
     assert mem["enc.pixels"] == (64, 5)
     assert mem["plane_fc1"] == (16, 64)
-    assert len(memories(prog)) == 4 + 7 + 9
+    assert len(memories(prog)) == 5 + 7 + 9
+    small = {name: (d, w) for name, d, w in memories(Program(random_artifact(DIGITS, 0), HW_PRESETS["small"]))}
+    assert small["spike_linear.weights"] == (1088, 8 * 4)
 
 
 @pytest.mark.parametrize("lanes,token_lanes,bound", [(8, 4, 24), (16, 8, 48), (32, 16, 64), (64, 16, 128),
@@ -157,3 +162,20 @@ def test_mult18_lower_bound_digits(lanes, token_lanes, bound):
     chD = 1 that ROM is a constant and only the MAC and the Sequencer's Requant count."""
     prog = Program(random_artifact(DIGITS, 0), HardwareConfig(lanes=lanes, token_lanes=token_lanes))
     assert mult18_lower_bound(prog) == bound
+
+
+def test_two_banks_visit_the_busiest_residue_class():
+    """HW "default" reads two weight rows a cycle: row r from bank r mod 2. The ACC cycles of a
+    chunk are the most spiking inputs of one parity, whatever the chunk's first row."""
+    cfg = DIGITS
+    prog = Program(random_artifact(cfg, 0), HW_PRESETS["default"])
+    assert prog.hw.input_banks == 2 and prog.groups == 1
+    rec = record(cfg, 0)
+    rec["b0.mlp_in"][0, 1, 0, [0, 2, 4]] = 1     # three even inputs on token 0
+    rec["b0.mlp_in"][0, 1, 9, [1, 4]] = 1        # one odd input (4 again) on token 9
+    fc1 = next(ps for ps in prog.passes if ps.name == "b0.fc1")
+    assert {c.wbase % 2 for c in fc1.chunks} == {0}
+    assert visited_inputs(prog, fc1, rec, 0, 1, 0) == 3
+    rec["b0.mlp_in"][0, 1, 3, [3, 5, 7]] = 1     # now four odd inputs
+    assert visited_inputs(prog, fc1, rec, 0, 1, 0) == 4
+    assert visited_inputs(prog, fc1, None, 0, 1, 0) == -(-fc1.n_in // 2) == cfg.dim // 2

@@ -4,16 +4,21 @@ import numpy as np
 import pytest
 
 from hw.common import ceil_div, pack
-from hw.spike_linear import ACC_OVERHEAD, SpikeLinear, pack_matrix
+from hw.spike_linear import ACC_OVERHEAD, SpikeLinear, pack_matrix, visits
 from quant.contract import signed_range, spike_linear
 from tests.hw_util import lanes_of, raw, run_sim, seed_for, set_raw
 
 
-def _run(dut, jobs, writes=(), solo=()):
+def _run(dut, jobs, writes=(), solo=(), keep=()):
     """jobs: list of (spikes [TL, n_in_max], base, n_in); returns (acc per job [TL, P], cycles).
-    solo: indices of jobs loaded as the per-token head does: lane 0 only, with `load_solo`."""
+    solo: indices of jobs loaded as the per-token head does: lane 0 only, with `load_solo`.
+    keep: indices of jobs started without `drain` (the head pass): acc must then stay put.
+    Every other job checks the drain: acc[0] holds lane k in cycle done + 1 + k."""
     TL, P = dut.token_lanes, dut.lanes
     results, cycles = [], []
+
+    def acc_now(ctx):
+        return lanes_of(raw(ctx, dut.acc), dut.acc_bits, TL * P).reshape(TL, P)
 
     async def bench(ctx):
         for addr, word in writes:
@@ -35,26 +40,24 @@ def _run(dut, jobs, writes=(), solo=()):
             ctx.set(dut.start, 1)
             ctx.set(dut.base, base)
             ctx.set(dut.n_in, n_in)
+            ctx.set(dut.drain, int(j not in keep))
             await ctx.tick()
             ctx.set(dut.start, 0)
+            ctx.set(dut.drain, 0)
             n = 1
             while not ctx.get(dut.done):
                 await ctx.tick()
                 n += 1
             cycles.append(n)
-            acc = lanes_of(raw(ctx, dut.acc), dut.acc_bits, TL * P).reshape(TL, P)
+            acc = acc_now(ctx)
             results.append(acc)
-            # drain one lane through the shift port, as the Sequencer does: the request is
-            # registered, so the accumulators move at the end of the next cycle
-            ctx.set(dut.shift, 1)
-            await ctx.tick()
-            ctx.set(dut.shift, 0)
-            held = lanes_of(raw(ctx, dut.acc), dut.acc_bits, TL * P).reshape(TL, P)
-            np.testing.assert_array_equal(held, acc)
-            await ctx.tick()
-            shifted = lanes_of(raw(ctx, dut.acc), dut.acc_bits, TL * P).reshape(TL, P)
-            np.testing.assert_array_equal(shifted[:-1], acc[1:])
-            assert not shifted[-1].any()
+            for k in range(TL + 2):
+                await ctx.tick()
+                now = acc_now(ctx)
+                if j in keep:
+                    np.testing.assert_array_equal(now, acc, err_msg=f"job {j}: moved without drain")
+                elif k < TL:
+                    np.testing.assert_array_equal(now[0], acc[k], err_msg=f"job {j}: lane {k} at done + {k + 1}")
 
     run_sim(dut, bench)
     return results, cycles
@@ -69,12 +72,13 @@ def _setup(rng, n_in, n_out, P, wb):
 
 
 @pytest.mark.parametrize("event_driven", [True, False])
-@pytest.mark.parametrize("n_in,n_out,P,TL,wb", [(7, 5, 2, 3, 4), (16, 8, 8, 1, 2), (12, 10, 4, 4, 8)])
-def test_spike_linear_matches_contract(n_in, n_out, P, TL, wb, event_driven):
-    rng = np.random.default_rng(seed_for(f"spike_linear_{n_in}_{n_out}_{P}_{TL}_{wb}_{event_driven}"))
+@pytest.mark.parametrize("n_in,n_out,P,TL,wb,banks", [(7, 5, 2, 3, 4, 1), (16, 8, 8, 1, 2, 1), (12, 10, 4, 4, 8, 1),
+                                                      (7, 5, 2, 3, 4, 2), (12, 10, 4, 4, 8, 2), (9, 9, 4, 2, 3, 4)])
+def test_spike_linear_matches_contract(n_in, n_out, P, TL, wb, banks, event_driven):
+    rng = np.random.default_rng(seed_for(f"spike_linear_{n_in}_{n_out}_{P}_{TL}_{wb}_{banks}_{event_driven}"))
     W = _setup(rng, n_in, n_out, P, wb)
     rows = pack_matrix(W, P, wb)
-    dut = SpikeLinear(n_in, P, TL, wb, rows, event_driven=event_driven)
+    dut = SpikeLinear(n_in, P, TL, wb, rows, event_driven=event_driven, banks=banks)
     chunks = ceil_div(n_out, P)
     patterns = [np.zeros((TL, n_in), np.int64), np.ones((TL, n_in), np.int64)]
     patterns += [(rng.random((TL, n_in)) < p).astype(np.int64) for p in (0.1, 0.3, 0.6)]
@@ -92,12 +96,16 @@ def test_spike_linear_matches_contract(n_in, n_out, P, TL, wb, event_driven):
     Wc = np.zeros((n_in, P), np.int64)
     Wc[: n_in - 2, : min(P, n_out)] = W[: n_in - 2, :P]
     want.append(spike_linear(s, Wc))
-    got, cycles = _run(dut, jobs)
+    got, cycles = _run(dut, jobs, keep={1})
     for i, (g, w) in enumerate(zip(got, want)):
         np.testing.assert_array_equal(g, w, err_msg=f"job {i}")
     for (s, base, nin), c in zip(jobs, cycles):
-        visited = int(np.any(s[:, :nin], axis=0).sum()) if event_driven else nin
-        assert c == visited + ACC_OVERHEAD == visited + 4, (c, visited)
+        union = np.any(s[:, :nin], axis=0)
+        # per bank b the inputs i with (base + i) mod B == b, one per cycle: the busiest bank
+        per_bank = [sum(1 for i in range(nin) if (union[i] or not event_driven) and (base + i) % banks == b)
+                    for b in range(banks)]
+        assert visits(union if event_driven else None, nin, banks) == max(per_bank)
+        assert c == max(per_bank) + ACC_OVERHEAD == max(per_bank) + 4, (c, per_bank, base)
 
 
 @pytest.mark.parametrize("event_driven", [True, False])
@@ -120,11 +128,12 @@ def test_spike_linear_solo_load_zeroes_the_other_lanes(event_driven):
     np.testing.assert_array_equal(got[2], spike_linear(full, W))  # a normal load refills every lane
 
 
-def test_spike_linear_loadable_write_port():
-    rng = np.random.default_rng(seed_for("spike_linear_loadable"))
+@pytest.mark.parametrize("banks", [1, 2])
+def test_spike_linear_loadable_write_port(banks):
+    rng = np.random.default_rng(seed_for(f"spike_linear_loadable_{banks}"))
     W0 = np.zeros((6, 4), np.int64)
     W1 = _setup(rng, 6, 4, 4, 4)
-    dut = SpikeLinear(6, 4, 2, 4, pack_matrix(W0, 4, 4), loadable=True)
+    dut = SpikeLinear(6, 4, 2, 4, pack_matrix(W0, 4, 4), loadable=True, banks=banks)
     s = (rng.random((2, 6)) < 0.5).astype(np.int64)
     s[0] = 1
     got, _ = _run(dut, [(s, 0, 6)], writes=list(enumerate(pack_matrix(W1, 4, 4))))
@@ -134,7 +143,8 @@ def test_spike_linear_loadable_write_port():
 @pytest.mark.parametrize("kw,exc,msg", [
     (dict(inputs=0), ValueError, "inputs"), (dict(weight_bits=9), ValueError, "weight_bits"),
     (dict(rows=[]), ValueError, "rows"), (dict(rows=[1 << 40]), ValueError, "does not fit"),
-    (dict(event_driven="yes"), TypeError, "event_driven"),
+    (dict(event_driven="yes"), TypeError, "event_driven"), (dict(banks=3), ValueError, "power of two"),
+    (dict(banks=0), ValueError, "banks"),
 ])
 def test_spike_linear_rejects_bad_parameters(kw, exc, msg):
     args = dict(inputs=4, lanes=2, token_lanes=2, weight_bits=4, rows=[0, 0])
@@ -142,4 +152,4 @@ def test_spike_linear_rejects_bad_parameters(kw, exc, msg):
     rows = args.pop("rows")
     with pytest.raises(exc, match=msg):
         SpikeLinear(args["inputs"], args["lanes"], args["token_lanes"], args["weight_bits"], rows,
-                    event_driven=args.get("event_driven", True))
+                    event_driven=args.get("event_driven", True), banks=args.get("banks", 1))

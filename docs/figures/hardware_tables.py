@@ -83,14 +83,19 @@ def markdown_memories() -> None:
     """Memory table: depth x width and DP16KD tiles per preset (shallow memories marked)."""
     cols = [(c, h) for c in ("digits-tiny", "fmnist-small") for h in HW_PRESETS]
     progs = [Program(random_artifact(PRESETS[c], 0), HW_PRESETS[h]) for c, h in cols]
-    mems = [memories(p) for p in progs]
+    mems = [{name: (d, w) for name, d, w in memories(p)} for p in progs]
+    names = list(dict.fromkeys(name for ms in mems for name in ms))  # a preset's banks: rows of their own
+    names.sort(key=lambda n: not n.startswith("spike_linear.weights"))
     print("| memory | " + " | ".join(f"{c} / {h}" for c, h in cols) + " |")
     print("|---|" + "---|" * len(cols))
     deep = [0] * len(cols)
-    for i, (name, _, _) in enumerate(mems[0]):
+    for name in names:
         cells = []
         for k, ms in enumerate(mems):
-            _, d, w = ms[i]
+            if name not in ms:
+                cells.append("–")
+                continue
+            d, w = ms[name]
             e = ebr_count(d, w)
             mark = "" if d > 16 else " †"
             if d > 16:
