@@ -31,7 +31,7 @@ def pack_matrix(weight: np.ndarray, lanes: int, weight_bits: int) -> list[int]:
     return rows
 
 
-ACC_OVERHEAD = 4  # cycles from `start` to `done` beyond one per visited input
+ACC_OVERHEAD = 5  # cycles from `start` to `done` beyond one per visited input
 # Output lanes served by one copy of a token lane's gate, clear and shift registers: a copy then
 # drives LANES_PER_REPLICA x acc_bits accumulator bits (96 for digits-tiny), not P x acc_bits.
 LANES_PER_REPLICA = 8
@@ -91,12 +91,12 @@ class SpikeLinear(wiring.Component):
                                  (and lane 0 at `done`): the drain order the Sequencer reads.
     w_en : In(1), w_addr : In(range(depth)), w_data : In(unsigned(lanes*weight_bits))  (loadable)
 
-    Latency: from `start` to `done`: v + ``ACC_OVERHEAD`` = v + 4 cycles, v = the most inputs one
+    Latency: from `start` to `done`: v + ``ACC_OVERHEAD`` = v + 5 cycles, v = the most inputs one
     bank visits (`visits`): ceil(n_in / B) dense; event-driven, the most inputs i < n_in in one
-    residue class (base + i) mod B where any token lane spikes. Four
-    stages: choose the input (find-first-set or counter), address the row and register the spike
-    gates, register the masked weights (W or 0 per token lane and output lane), accumulate. The
-    weight read is registered, so the memory never sits in a combinational path with the
+    residue class (base + i) mod B where any token lane spikes. Five stages: choose the input
+    (find-first-set or counter), address the row, register the row out of the memory and the
+    spike gates, register the masked weights (the sum over banks of W or 0 per token lane and
+    output lane), accumulate. The memory never sits in a combinational path with the gates or
     adders, and no enable or gate fans out to a whole token lane: gates are registered copies
     per `LANES_PER_REPLICA` output lanes (`hw.common.replicas`), clear and the drain's moves
     reach the same copy groups through a two-level tree (`hw.common.broadcast`). The
@@ -178,8 +178,7 @@ class SpikeLinear(wiring.Component):
         base = Signal.like(self.base)
         n_in = Signal.like(self.n_in)
         # S0 (issue): each bank chooses its next input and registers its index. S1: the row
-        # address goes to the bank and the TL spike gates (an index mux) are registered. S2: the
-        # rows are here (S3, S4: see Latency). The find-first-set, its encoder, the address
+        # address goes to the bank. S2: the rows are here (S3 .. S5: see Latency). The find-first-set, its encoder, the address
         # adder and the EBR address were one 19 ns path before. Only the index is registered,
         # not the one-hot choice: a registered one-hot fanning out into TL AND-ORs did not
         # route on the 85F default (docs/build.md).
@@ -232,22 +231,30 @@ class SpikeLinear(wiring.Component):
                 at = Signal(range(ceil_div(n, B) * B + B), name=f"at{b}")  # not wrapped at `inputs`
                 m.d.comb += [at.eq((steps << lb) | off), idx0[b].eq(at), issue[b].eq(running & (at < n_in))]
 
-        # S2 -> S3 -> S4 (see Latency): gates and masked weights per copy group of output lanes.
-        ending, ending2 = Signal(), Signal()
+        # S2 -> S3 -> S4 -> S5 (see Latency). The bank's row arrives at S2 with the EBR's slow
+        # clock-to-output (5.8 ns on the 85F) and feeds TL x P masked weights spread over the
+        # accumulators' area: registered first (S3), beside the gates (per copy group of lanes).
+        w3 = [Signal(P * wb, name=f"w3_{b}") for b in range(B)]
+        valid2 = [Signal(name=f"valid2_{b}") for b in range(B)]
+        idx2 = [Signal(range(max(n, 2)), name=f"idx2_{b}") for b in range(B)]
+        for b in range(B):
+            m.d.sync += [w3[b].eq(rps[b].data), valid2[b].eq(valid1[b]), idx2[b].eq(idx1[b])]
+        # `ends[0]` is the cycle after the last issue; `done` follows the last of `ends`
+        ends = [Signal(name=f"ending{i}") for i in range(ACC_OVERHEAD - 2)]
         groups = ceil_div(P, LANES_PER_REPLICA)
-        gate2 = [[replicas(m, valid1[b] & spikes[k].bit_select(idx1[b], 1), groups, f"gate{k}b{b}" if B > 1 else
+        gate3 = [[replicas(m, valid2[b] & spikes[k].bit_select(idx2[b], 1), groups, f"gate{k}b{b}" if B > 1 else
                            f"gate{k}") for k in range(TL)] for b in range(B)]
         clear = broadcast(m, self.start, TL * groups, "clear")
         # The drain's TL - 1 moves land at the ends of cycles done + 1 .. done + TL - 1; through
-        # the tree they are requested BROADCAST_LATENCY cycles earlier, from `ending2` (the cycle
-        # before `done`) on.
+        # the tree they are requested BROADCAST_LATENCY cycles earlier, from the last of `ends`
+        # (the cycle before `done`) on.
         assert BROADCAST_LATENCY == 2
         drain = Signal()
         move_req = Signal()
         if TL > 1:
             left = Signal(range(TL))
-            m.d.comb += move_req.eq((ending2 & drain) | (left != 0))
-            with m.If(ending2 & drain):
+            m.d.comb += move_req.eq((ends[-1] & drain) | (left != 0))
+            with m.If(ends[-1] & drain):
                 m.d.sync += left.eq(TL - 2)
             with m.Elif(left != 0):
                 m.d.sync += left.eq(left - 1)
@@ -259,17 +266,21 @@ class SpikeLinear(wiring.Component):
             m.d.sync += [running.eq(1), base.eq(self.base), n_in.eq(self.n_in), drain.eq(self.drain)]
         with m.Elif(running & ~any_issue):
             m.d.sync += running.eq(0)
-        # `running` drops the cycle after the last issue; the last row is applied three cycles
-        # after that issue, so `done` comes two cycles after `ending`.
-        m.d.sync += [ending.eq(running & ~any_issue & ~self.start), ending2.eq(ending), self.done.eq(ending2)]
-        m.d.comb += self.busy.eq(running | ending | ending2)
+        # `running` drops the cycle after the last issue; the last row is applied four cycles
+        # after that issue (S1 address, S2 row, S3 row and gates registered, S4 masked weights),
+        # so `done` comes ACC_OVERHEAD - 2 cycles after `ends[0]`.
+        m.d.sync += ends[0].eq(running & ~any_issue & ~self.start)
+        for e0, e1 in zip(ends, ends[1:]):
+            m.d.sync += e1.eq(e0)
+        m.d.sync += self.done.eq(ends[-1])
+        m.d.comb += self.busy.eq(running | Cat(*ends).any())
 
         for k in range(TL):
             for j in range(P):
                 g = j // LANES_PER_REPLICA
                 mw = Signal(signed(wb + lb), name=f"mw{k}_{j}")
                 # zero where the lane does not spike: the accumulator adds every cycle, no enable
-                m.d.sync += mw.eq(sum(Mux(gate2[b][k][g], rps[b].data.word_select(j, wb).as_signed(), 0)
+                m.d.sync += mw.eq(sum(Mux(gate3[b][k][g], w3[b].word_select(j, wb).as_signed(), 0)
                                       for b in range(B)))
                 with m.If(clear[k * groups + g]):
                     m.d.sync += self.acc[k][j].eq(0)

@@ -10,7 +10,7 @@ spikes, against weights that hold the extremes (a column of the most negative we
 the most positive: an all-one row gives the widest accumulator, ``inputs * -2^(wb-1)``). The
 loadable design also rewrites its whole memory through ``w_en`` with seeded random weights.
 
-Checked per job: every accumulator exactly; ``done`` exactly ``v + 4`` cycles after ``start``
+Checked per job: every accumulator exactly; ``done`` exactly ``v + 5`` cycles after ``start``
 (v = the most inputs one weight bank visits, ``hw.spike_linear.visits``: ceil(n_in / banks)
 dense, event-driven those where any token lane spikes: the zero-skipping is visible in the
 cycle count); ``busy`` exactly from the cycle after ``start``
@@ -181,9 +181,9 @@ def test_spike_linear(sim, seed, waves, cfg):
         assert np.array_equal(sh, want_sh), f"{design.name} job {name}: after shift {sh.tolist()}, expected " \
                                             f"{want_sh.tolist()} (seed {seed})"
         start = seen.mark(name)
-        lat = v + sl_mod.ACC_OVERHEAD  # the docstring: v + 4
+        lat = v + sl_mod.ACC_OVERHEAD  # the docstring: v + 5
         assert done_cyc[i] - start == lat, f"{design.name} job {name}: done {done_cyc[i] - start} cycles after " \
-                                           f"start, documented v + 4 = {lat} (seed {seed})"
+                                           f"start, documented v + 5 = {lat} (seed {seed})"
         busy_want |= set(range(start + 1, start + lat))
     busy = set(seen.monitor_cycles("busy"))
     assert busy == busy_want, f"busy in cycles {sorted(busy ^ busy_want)[:5]} differs from 'after start until the cycle before done'"
