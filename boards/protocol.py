@@ -333,7 +333,15 @@ def parse_nak(payload: bytes) -> tuple[int, int]:
 
 # Documentation ---------------------------------------------------------------------------------
 
-CYCLES_EXAMPLE = 11800  # hw.cycles.image_cycles of that image, HW "small"
+# The example image (pixels 0, 1, .., 16, 0, 1, ..) through the shipped artifacts/digits-tiny.npz:
+# quant.golden's class, logits and spike counts, hw.cycles' count for HW "small", the first 16
+# bytes of the parameter image for 8 lanes (tests/test_protocol.py recomputes every one).
+EXAMPLE_CLASS = 5
+EXAMPLE_LOGITS = (260, -360, -55, 178, -18, 406, 74, 165, 71, 180)
+EXAMPLE_SPIKE_COUNTS = (352, 361, 200, 210, 15, 31, 407, 451, 322)
+CYCLES_EXAMPLE = 13208
+EXAMPLE_IMAGE_HEAD = bytes.fromhex("d1cdeef5ea11f02feddaaf19defeec66")
+EXAMPLE_IMAGE_SIZE = 10944
 
 
 def doc_examples() -> dict[str, bytes]:
@@ -343,11 +351,9 @@ def doc_examples() -> dict[str, bytes]:
     """
     ident = Identity(protocol=VERSION, config_hash32=0x966FB61C, weight_bits=4, lanes=8, token_lanes=4,
                      classes=10, pixels=64, pixel_bits=5, spike_layers=9, flags=FLAG_SPIKE_COUNTS, clock_khz=25000)
-    # the shipped artifacts/digits-tiny.npz on the example image (quant.golden; cycles: HW "small")
-    result = Result(cls=7, cycles=CYCLES_EXAMPLE, logits=(146, -513, 25, 161, -49, 144, -73, 234, 199, 181),
-                    spike_counts=(478, 348, 245, 305, 24, 50, 455, 516, 273))
-    # the first 16 bytes of its parameter image for 8 lanes (hw.param_image): 4 rows of b0.q weights
-    chunk = bytes.fromhex("01ea43f423e0f0b43ff0fe4f330c0f4c")
+    result = Result(cls=EXAMPLE_CLASS, cycles=CYCLES_EXAMPLE, logits=EXAMPLE_LOGITS, spike_counts=EXAMPLE_SPIKE_COUNTS)
+    # 4 rows of b0.q weights
+    chunk = EXAMPLE_IMAGE_HEAD
     return {
         "identify-request": encode_frame(Cmd.IDENTIFY, b"", seq=1),
         "identity-response": encode_frame(Cmd.IDENTITY, ident.encode(), seq=1),
@@ -355,7 +361,8 @@ def doc_examples() -> dict[str, bytes]:
         "result-response": encode_frame(Cmd.RESULT, result.encode(), seq=2),
         "nak-bad-crc": encode_frame(Cmd.NAK, nak_payload(Nak.BAD_CRC, Cmd.CLASSIFY), seq=2),
         "load-weights-request": encode_frame(Cmd.LOAD_WEIGHTS, load_weights_payload(0x966FB61C, 0, chunk), seq=3),
-        "loaded-response": encode_frame(Cmd.LOADED, Loaded(0, len(chunk), crc16(chunk), 10944).encode(), seq=3),
+        "loaded-response": encode_frame(Cmd.LOADED, Loaded(0, len(chunk), crc16(chunk), EXAMPLE_IMAGE_SIZE).encode(),
+                                        seq=3),
     }
 
 

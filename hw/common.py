@@ -107,12 +107,14 @@ def replicas(m, value: Value, copies: int, name: str) -> list[Signal]:
     Each copy drives a share of the loads, so no single net spans all of them: a registered
     enable driving 384 accumulator bits across the chip was a 19 ns route on the 85F. The
     copies are named ``frep_<name>_<i>`` and carry a `keep` attribute (Verilog consumers);
-    hw.build keeps them apart in Yosys with `KEEP_REPLICAS`.
+    hw.build keeps them apart in Yosys with `KEEP_REPLICAS`. They are reset-less (the domain
+    reset would otherwise reach every copy: a net as wide as the one being split); they start at
+    0 from the bitstream and follow `value` one cycle after a reset.
     """
     check_int("replicas", "copies", copies, 1)
     out = []
     for i in range(copies):
-        r = Signal(value.shape(), name=f"{REPLICA_PREFIX}{name}_{i}", attrs={"keep": 1})
+        r = Signal(value.shape(), name=f"{REPLICA_PREFIX}{name}_{i}", attrs={"keep": 1}, reset_less=True)
         m.d.sync += r.eq(value)
         out.append(r)
     return out
@@ -131,7 +133,7 @@ def broadcast(m, value: Value, copies: int, name: str, fanout: int = 8) -> list[
     first = replicas(m, value, ceil_div(copies, fanout), f"{name}_t")
     out = []
     for i in range(copies):
-        r = Signal(value.shape(), name=f"{REPLICA_PREFIX}{name}_{i}", attrs={"keep": 1})
+        r = Signal(value.shape(), name=f"{REPLICA_PREFIX}{name}_{i}", attrs={"keep": 1}, reset_less=True)
         m.d.sync += r.eq(first[i // fanout])
         out.append(r)
     return out

@@ -619,7 +619,10 @@ def test_fanout_replicas_survive_synthesis(tmp_path):
     rows = pack_matrix([[(5 * i + 3 * j * j) % 15 - 7 for j in range(P)] for i in range(8)], P, 4)
     il = rtlil.convert(SpikeLinear(8, P, TL, 4, rows), name="top")
     groups = ceil_div(P, LANES_PER_REPLICA)
-    # gates: TL x groups copies; clear and shift: a broadcast tree each, 8 leaves per first-level copy
-    copies = TL * groups + 2 * (ceil_div(TL * groups, 8) + TL * groups)
-    assert _replica_flip_flops(tmp_path, il, keep=True) == copies == 14
-    assert _replica_flip_flops(tmp_path, il, keep=False) == TL + 4  # folded: one per value and tree level
+    idx_bits = 3  # an index into 8 inputs
+    # gates: TL x groups copies; clear and shift: a broadcast tree each, 8 leaves per first-level
+    # copy; the issued input's valid bit and index: a copy per token lane
+    copies = TL * groups + 2 * (ceil_div(TL * groups, 8) + TL * groups) + TL * (1 + idx_bits)
+    assert _replica_flip_flops(tmp_path, il, keep=True) == copies == 22
+    # folded: one per value (gates: per token lane) and tree level
+    assert _replica_flip_flops(tmp_path, il, keep=False) == TL + 4 + 1 + idx_bits

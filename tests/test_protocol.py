@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import struct
 
+from pathlib import Path
+
 import pytest
 
 from boards.protocol import (
@@ -178,3 +180,28 @@ def test_doc_examples_are_the_codes_output():
     ident = Identity.decode(FrameDecoder().feed(examples["identity-response"])[0].payload)
     assert ident.clock_khz == 25000 and ident.config_hash32 == 0x966FB61C
     assert "fad9" in doc and examples["identify-request"][-2:].hex() == "fad9"
+
+
+def test_doc_example_result_is_the_shipped_artifacts():
+    """The example RESULT and LOAD_WEIGHTS chunk of docs/host-protocol.md are what the shipped
+    artifact gives on the example image: the golden model's class, logits and spike counts, the
+    cycle model's count for HW "small", the parameter image's first bytes."""
+    import numpy as np
+
+    from boards import protocol as pr
+    from hw.cycles import image_cycles
+    from hw.param_image import ParamImage
+    from hw.sequencer import Program
+    from model.config import HW_PRESETS
+    from quant import golden
+    from quant.artifact import load_artifact
+
+    art = load_artifact(Path(__file__).resolve().parent.parent / "artifacts" / "digits-tiny.npz")
+    x = np.array([i % 17 for i in range(64)], np.int64).reshape(1, 8, 8, 1)
+    rec = golden.forward(art, x)
+    assert int(np.argmax(rec["logits"][0])) == pr.EXAMPLE_CLASS
+    assert tuple(rec["logits"][0].tolist()) == pr.EXAMPLE_LOGITS
+    assert tuple(golden.spike_counts(art.config, rec)[0].tolist()) == pr.EXAMPLE_SPIKE_COUNTS
+    assert image_cycles(Program(art, HW_PRESETS["small"]), rec, 0)["total"] == pr.CYCLES_EXAMPLE
+    image = ParamImage(art.config, HW_PRESETS["small"].lanes)
+    assert image.pack(art)[:16] == pr.EXAMPLE_IMAGE_HEAD and image.size == pr.EXAMPLE_IMAGE_SIZE
