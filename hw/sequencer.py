@@ -413,9 +413,6 @@ class Sequencer(wiring.Component):
         t = Signal(range(T))
 
         m.d.comb += [prp.addr.eq(d_prow), urp.addr.eq(d_uaddr)]
-        # Encoder tap: S0 issue, S1 previous spikes arrive from the ENC plane, S2 result.
-        m.d.comb += [enc.tap_valid.eq(d_valid & (d_mode == MODE_ENC)), enc.tap_t.eq(t), enc.tap_n.eq(d_n),
-                     enc.tap_ch.eq(d_ch)]
 
         def stage(sig, name):
             r = Signal.like(sig, name=name)
@@ -537,6 +534,13 @@ class Sequencer(wiring.Component):
         # ---- the schedule -------------------------------------------------------------------
         n_ctr = Signal(range(N + 1))
         ch_ctr = Signal(range(max(len(c.chunks) for c in prog.passes) + 1))
+        # Encoder tap (S0 issue, S1 previous spikes from the ENC plane, S2 result). Its address
+        # comes straight from the ENC state's counters (what d_n / d_ch are in that state), not
+        # through the FSM's mux of the drain signals: that path into the E memory's read address
+        # (LUT RAM, a wide fan-out) was the 50.64 MHz critical path. Other states read E for
+        # nothing; `tap_valid` says when it counts.
+        m.d.comb += [enc.tap_valid.eq(d_valid & (d_mode == MODE_ENC)), enc.tap_t.eq(t), enc.tap_n.eq(n_ctr),
+                     enc.tap_ch.eq(ch_ctr)]
         g_ctr = Signal(range(max(prog.pass_groups(ps) for ps in prog.passes) + 1))
         # Per-token head: token g's weight rows start g * head_stride after the chunk's; a
         # register stepped with g_ctr keeps the multiply off the START path.
