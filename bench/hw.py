@@ -1,9 +1,10 @@
 """``python -m bench hw``: area against latency over a sweep of lanes, built and measured.
 
 For every hardware point (``--points``, lanes x token_lanes; the other HardwareConfig fields are
-the preset's with those lanes, else the ``default`` preset's) and every device variant (``--variants``, default 85F and 25F of
-``--board ulx3s``), the shipped artifact (``--artifact``) is built by ``hw.build.build`` (Yosys,
-nextpnr-ecp5, ecppack) at ``--clock`` MHz into ``<--build-dir>/<board>-L<P>xTL<TL>-<clock>MHz/``,
+the preset's with those lanes, else the ``default`` preset's) and every device variant
+(``--variants``, default 85F and 25F of ``--board ulx3s``), the shipped artifact (``--artifact``)
+is built by ``hw.build.build`` (Yosys, nextpnr-ecp5, ecppack) at ``--clock`` MHz into
+``<--build-dir>/<board>-L<P>xTL<TL>-<clock>MHz/``,
 and the row takes from its report.json: LUT4 (nextpnr's TRELLIS_COMB sites), FF, EBR (DP16KD),
 MULT18 (used / available), Fmax of the core clock after routing, and whether timing met
 ``--clock``. A build that does not fit is a row with hw.build's message (which resource

@@ -112,12 +112,14 @@ def replicas(m, value: Value, copies: int, name: str) -> list[Signal]:
     0 from the bitstream and follow `value` one cycle after a reset.
     """
     check_int("replicas", "copies", copies, 1)
-    out = []
-    for i in range(copies):
-        r = Signal(value.shape(), name=f"{REPLICA_PREFIX}{name}_{i}", attrs={"keep": 1}, reset_less=True)
-        m.d.sync += r.eq(value)
-        out.append(r)
-    return out
+    return [_kept_copy(m, value, f"{name}_{i}") for i in range(copies)]
+
+
+def _kept_copy(m, value: Value, name: str) -> Signal:
+    """One register holding `value` a cycle later, named and marked for `KEEP_REPLICAS`."""
+    r = Signal(value.shape(), name=f"{REPLICA_PREFIX}{name}", attrs={"keep": 1}, reset_less=True)
+    m.d.sync += r.eq(value)
+    return r
 
 
 BROADCAST_LATENCY = 2  # cycles from a `broadcast` value to its copies
@@ -131,9 +133,4 @@ def broadcast(m, value: Value, copies: int, name: str, fanout: int = 8) -> list[
     check_int("broadcast", "copies", copies, 1)
     check_int("broadcast", "fanout", fanout, 1)
     first = replicas(m, value, ceil_div(copies, fanout), f"{name}_t")
-    out = []
-    for i in range(copies):
-        r = Signal(value.shape(), name=f"{REPLICA_PREFIX}{name}_{i}", attrs={"keep": 1}, reset_less=True)
-        m.d.sync += r.eq(first[i // fanout])
-        out.append(r)
-    return out
+    return [_kept_copy(m, first[i // fanout], f"{name}_{i}") for i in range(copies)]

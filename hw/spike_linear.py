@@ -101,13 +101,15 @@ class SpikeLinear(wiring.Component):
     per `LANES_PER_REPLICA` output lanes (`hw.common.replicas`), clear and the drain's moves
     reach the same copy groups through a two-level tree (`hw.common.broadcast`). The
     accumulators are cleared `BROADCAST_LATENCY` = 2 cycles after `start`; the drain's moves are
-    requested from two cycles before `done`, so none waits on the tree.
+    requested from the cycle before `done`, so the first lands at the end of done + 1.
 
     Resources: weight memory depth x lanes*weight_bits bits in B memories (EBR); TL*lanes
     accumulators of acc_bits (flip-flops + one adder each) and as many masked-weight registers
-    of weight_bits + log2(B) (a B-input adder each when B > 1); (B + 2) x TL x ceil(lanes /
-    LANES_PER_REPLICA) control copies; B x TL `inputs`:1 bit muxes for the spike gates; in
-    event-driven mode B `inputs`-bit find-first-sets (a carry chain + an OR encoder each).
+    of weight_bits + log2(B) (a B-input adder each when B > 1); with G = ceil(lanes /
+    LANES_PER_REPLICA): B x TL x G gate copies, 2 x (TL x G + ceil(TL x G / 8)) clear and move
+    copies, B x TL copies of the issued index and valid; B x TL `inputs`:1 bit muxes for the
+    spike gates; in event-driven mode B `inputs`-bit find-first-sets (a carry chain + an OR
+    encoder each).
     """
 
     def __init__(self, inputs: int, lanes: int, token_lanes: int, weight_bits: int, rows, *,
@@ -178,8 +180,9 @@ class SpikeLinear(wiring.Component):
         base = Signal.like(self.base)
         n_in = Signal.like(self.n_in)
         # S0 (issue): each bank chooses its next input and registers its index. S1: the row
-        # address goes to the bank. S2: the rows are here (S3 .. S5: see Latency). The find-first-set, its encoder, the address
-        # adder and the EBR address were one 19 ns path before. Only the index is registered,
+        # address goes to the bank. S2: the rows are here (S3 .. S5: see Latency). The
+        # find-first-set, its encoder, the address adder and the EBR address were one 19 ns path
+        # before. Only the index is registered,
         # not the one-hot choice: a registered one-hot fanning out into TL AND-ORs did not
         # route on the 85F default (docs/build.md).
         issue = [Signal(name=f"issue{b}") for b in range(B)]
@@ -285,8 +288,6 @@ class SpikeLinear(wiring.Component):
         for k in range(TL):
             for j in range(P):
                 m.d.comb += self.acc[k][j].eq(acc[k][j])
-        for k in range(TL):
-            for j in range(P):
                 g = j // LANES_PER_REPLICA
                 mw = Signal(signed(wb + lb), name=f"mw{k}_{j}", reset_less=True)
                 # zero where the lane does not spike: the accumulator adds every cycle, no enable
