@@ -96,6 +96,27 @@ def popcount(bits) -> "Value":
     return items[0]
 
 
+#: Bits per group of `registered_popcount`'s first stage (a 4-level add tree of 1-bit inputs).
+POPCOUNT_GROUP = 16
+#: Cycles from a `registered_popcount` input to its output.
+POPCOUNT_LATENCY = 2
+
+
+def registered_popcount(m: Module, bits, name: str) -> Signal:
+    """Number of ones of `bits`, POPCOUNT_LATENCY cycles later: groups of POPCOUNT_GROUP bits
+    counted and registered, then the group counts added and registered. Splitting the count keeps
+    each stage to a few short carry chains (one 32-bit popcount in one cycle was 19 ns)."""
+    groups = [bits[i:i + POPCOUNT_GROUP] for i in range(0, len(bits), POPCOUNT_GROUP)] or [Const(0, 1)]
+    parts = []
+    for g, grp in enumerate(groups):
+        part = Signal(ubits(len(grp)), name=f"{name}_part{g}")
+        m.d.sync += part.eq(popcount(grp))
+        parts.append(part)
+    total = Signal(ubits(len(bits)), name=f"{name}_count")
+    m.d.sync += total.eq(sum(parts[1:], parts[0]))
+    return total
+
+
 def trace_signature(cfg: ModelConfig) -> wiring.Signature:
     """A valid-only stream (no ready: the network never waits for the trace): members
     ``valid : Out(1)`` and ``payload : Out(trace_layout(cfg))``."""
@@ -305,8 +326,9 @@ class Sequencer(wiring.Component):
 
     Resources: see the component docstrings; the Sequencer adds the spike planes (7 memories
     of N rows), the residual memory, the param ROM and the drain pipeline (about 6 x P x
-    x_bits flip-flops); spike counters: one of spike_count_bits per layer, a P-bit and two D-bit
-    registered popcounts (P + 2D flip-flops). Loadable: a write port on every parameter memory.
+    x_bits flip-flops); spike counters: one of spike_count_bits per layer with a registered
+    addend, a P-bit and two D-bit two-stage popcounts (about P + 2D + 3 x 2 x popcount-bits
+    flip-flops). Loadable: a write port on every parameter memory.
     """
 
     def __init__(self, program: Program, *, trace: bool = False, fault=None):
@@ -511,21 +533,41 @@ class Sequencer(wiring.Component):
         # ---- spike counts per layer ---------------------------------------------------------
         # Three sources, each registered before its popcount so the count adds stay off the
         # drain and load paths: the drain's LIF output spikes (every LIF layer), the O pass's row loads
-        # (attn = Q AND kv) and kv_valid (kv). Each layer takes exactly one of them.
+        # (attn = Q AND kv) and kv_valid (kv). Each layer takes exactly one of them. The counts
+        # are side outputs, so they are pipelined freely: source register, a two-stage popcount,
+        # a per-layer registered addend (which keeps the count's fan-out to every layer's counter
+        # off the carry chains; that route was the 52.81 MHz critical path), the counter. The last
+        # spike of an image reaches its counter POPCOUNT_LATENCY + 3 cycles after the drain, well
+        # before the HEAD pass and argmax end (`done`).
         cnt_clear = Signal()
         a_v, a_bits, a_layer = Signal(), Signal(P), Signal.like(d_layer)
         m.d.sync += [a_v.eq(at_out["v"]), a_bits.eq(s_out), a_layer.eq(at_out["layer"])]
         b_v, b_bits, b_blk = Signal(), Signal(D), Signal(range(max(cfg.blocks, 2)))
         c_v, c_bits, c_blk = Signal(), Signal(D), Signal(range(max(cfg.blocks, 2)))
-        a_pc, b_pc, c_pc = popcount(a_bits), popcount(b_bits), popcount(c_bits)
+        a_pc = registered_popcount(m, a_bits, "cnt_a")
+        b_pc = registered_popcount(m, b_bits, "cnt_b")
+        c_pc = registered_popcount(m, c_bits, "cnt_c")
+
+        def delayed(sig, name):
+            for k in range(POPCOUNT_LATENCY):
+                nxt = Signal.like(sig, name=f"{name}_d{k + 1}")
+                m.d.sync += nxt.eq(sig)
+                sig = nxt
+            return sig
+
+        a_v2, a_layer2 = delayed(a_v, "cnt_a_v"), delayed(a_layer, "cnt_a_layer")
+        b_v2, b_blk2 = delayed(b_v, "cnt_b_v"), delayed(b_blk, "cnt_b_blk")
+        c_v2, c_blk2 = delayed(c_v, "cnt_c_v"), delayed(c_blk, "cnt_c_blk")
         for i, name in enumerate(prog.layers):
             cnt = self.spike_counts[i]
             if name.endswith(".attn"):
-                add = Mux(b_v & (b_blk == int(name[1:name.index(".")])), b_pc, 0)
+                add_next = Mux(b_v2 & (b_blk2 == int(name[1:name.index(".")])), b_pc, 0)
             elif name.endswith(".kv"):
-                add = Mux(c_v & (c_blk == int(name[1:name.index(".")])), c_pc, 0)
+                add_next = Mux(c_v2 & (c_blk2 == int(name[1:name.index(".")])), c_pc, 0)
             else:
-                add = Mux(a_v & (a_layer == i), a_pc, 0)
+                add_next = Mux(a_v2 & (a_layer2 == i), a_pc, 0)
+            add = Signal(len(add_next), name=f"cnt_add{i}")
+            m.d.sync += add.eq(add_next)
             with m.If(cnt_clear):
                 m.d.sync += cnt.eq(0)
             with m.Else():
