@@ -63,7 +63,10 @@ def pass_cycles(prog: Program, ps, visited: Callable[[int], int]) -> int:
         if ps.kind == HEAD:
             total += nch * (1 + v + ACC_OVERHEAD + 1) + (nch - 1)        # START, ACC, DRAIN; HWAIT
         else:
-            total += nch * (1 + v + ACC_OVERHEAD + TL)                   # START, ACC, DRAIN
+            # START, ACC; each later chunk starts as its predecessor drains and is done
+            # max(v + 6, TL) after it (SpikeLinear holds `done` until the drain buffer is free);
+            # the last chunk's DRAIN
+            total += 1 + v + ACC_OVERHEAD + (nch - 1) * max(v + ACC_OVERHEAD + 1, TL) + TL
             if ps.masked and g < G - 1:
                 total += DRAIN_DEPTH                                     # GWAIT (O pass)
     return total

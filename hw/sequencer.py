@@ -318,7 +318,8 @@ class Sequencer(wiring.Component):
         memories, the kv thresholds), ``w_data`` truncated to the segment's width. Only while idle.
 
     Latency (cycles per image, dense mode): E: N*chD*(K+2)+4; per timestep: ENC N*chD+6;
-    per block QKV G*(TL+1 + 3chD*(n+4+TL)) + 6, KV N+1+count+fire, O/FC1/FC2 alike with their
+    per block QKV 1 + flush + G*(TL+1 + (n+6) + (3chD-1)*max(n+6, TL) + TL) (each later chunk
+    accumulates while its predecessor drains), KV N+1+count+fire, O/FC1/FC2 alike with their
     chunk counts and fan-ins n (D or H); HEAD G*(TL+1 + chC*(D+6) - 1) + flush (readout "token":
     G = N groups of one lane, N*(2 + chC*(D+6) - 1) + flush); argmax C+1.
     Event-driven: n becomes the number of inputs where any token of the group spikes.
@@ -443,7 +444,7 @@ class Sequencer(wiring.Component):
 
         # S1
         v1, mode1, ch1, t1 = stage(d_valid, "v1"), stage(d_mode, "mode1"), stage(d_ch, "ch1"), stage(t, "t1")
-        acc1 = stage(sl.acc[0], "acc1")
+        acc1 = stage(sl.drained, "acc1")
         enc_rp = planes[PL_ENC][0]
         s_prev = Signal(P)
         m.d.comb += s_prev.eq(enc_rp.data.word_select(ch1, P) & (t1 != 0).replicate(P))
@@ -576,6 +577,9 @@ class Sequencer(wiring.Component):
         # ---- the schedule -------------------------------------------------------------------
         n_ctr = Signal(range(N + 1))
         ch_ctr = Signal(range(max(len(c.chunks) for c in prog.passes) + 1))
+        # The chunk SpikeLinear accumulates (LIN passes): one ahead of ch_ctr, the chunk being
+        # drained, while a drain overlaps the next chunk's accumulation.
+        ich = Signal.like(ch_ctr)
         # Encoder tap (S0 issue, S1 previous spikes from the ENC plane, S2 result). Its address
         # comes straight from the ENC state's counters (what d_n / d_ch are in that state), not
         # through the FSM's mux of the drain signals: that path into the E memory's read address
@@ -640,9 +644,11 @@ class Sequencer(wiring.Component):
         for j in range(P):
             m.d.comb += ro.i_bias[j].eq(p_bias(prp.data, j))
         m.d.sync += head1.eq(0)
-        # SpikeLinear's `start` is driven from a register set on the FSM transitions into START,
-        # not from the state decode (the 23.6 ns critical path at 753ace3). SpikeLinear moves the
-        # token lanes through acc[0] itself (`drain`), in step with the DRAIN state's reads.
+        # SpikeLinear's `start` is driven from a register set on the FSM transitions into START
+        # (and, in LIN passes, on `done` when a chunk follows), not from the state decode (the
+        # 23.6 ns critical path at 753ace3). SpikeLinear moves the token lanes through its drain
+        # buffer itself (`drain`), in step with the DRAIN state's reads, while it accumulates the
+        # next chunk.
         sl_start = Signal()
         m.d.comb += sl.start.eq(sl_start)
         m.d.sync += sl_start.eq(0)
@@ -676,8 +682,8 @@ class Sequencer(wiring.Component):
                     c_mask = Array([(1 << (min(P, c.width - c.ch * P))) - 1 for c in ch_list])
                 n_groups, g_lanes = prog.pass_groups(ps), prog.group_lanes(ps)
                 with m.State(f"P{pi}_BEGIN"):
-                    m.d.sync += [n_ctr.eq(0), ch_ctr.eq(0), g_ctr.eq(0), k_ctr.eq(0), wait.eq(0), blk.eq(ps.block),
-                                 w_off.eq(0)]
+                    m.d.sync += [n_ctr.eq(0), ch_ctr.eq(0), ich.eq(0), g_ctr.eq(0), k_ctr.eq(0), wait.eq(0),
+                                 blk.eq(ps.block), w_off.eq(0)]
                     if ps.kind == ENC:
                         m.next = f"P{pi}_ENC"
                     elif ps.kind == KV:
@@ -727,15 +733,36 @@ class Sequencer(wiring.Component):
                     with m.State(f"P{pi}_LOADW"):
                         m.d.sync += sl_start.eq(1)
                         m.next = f"P{pi}_START"
+                    def drive_start():
+                        """SpikeLinear's start operands. `start` comes in START (a group's first
+                        chunk, and every HEAD chunk) or, in LIN passes, in the first DRAIN cycle
+                        (the next chunk: `ich` was stepped on the `done` before it)."""
+                        if ps.kind == HEAD:
+                            m.d.comb += [sl.base.eq(c_wbase[ch_ctr] + w_off if ps.per_token else c_wbase[ch_ctr]),
+                                         sl.n_in.eq(ps.n_in), sl.drain.eq(0)]
+                        else:
+                            m.d.comb += [sl.base.eq(c_wbase[ich]), sl.n_in.eq(ps.n_in), sl.drain.eq(1)]
+
+                    def chunk_done():
+                        """On SpikeLinear's `done` (LIN): drain it from the next cycle, and start
+                        the next chunk of the group in that cycle, if there is one."""
+                        m.d.sync += k_ctr.eq(0)
+                        m.next = f"P{pi}_DRAIN"
+                        with m.If(ich != nch_pass - 1):
+                            m.d.sync += [ich.eq(ich + 1), sl_start.eq(1)]
+
                     with m.State(f"P{pi}_START"):
-                        m.d.comb += [sl.base.eq(c_wbase[ch_ctr] + w_off if ps.per_token else c_wbase[ch_ctr]),
-                                     sl.n_in.eq(ps.n_in), sl.drain.eq(ps.kind != HEAD)]
+                        drive_start()
                         m.next = f"P{pi}_ACC"
                     with m.State(f"P{pi}_ACC"):
                         with m.If(sl.done):
-                            m.d.sync += k_ctr.eq(0)
-                            m.next = f"P{pi}_DRAIN"
+                            if ps.kind == HEAD:
+                                m.d.sync += k_ctr.eq(0)
+                                m.next = f"P{pi}_DRAIN"
+                            else:
+                                chunk_done()
                     with m.State(f"P{pi}_DRAIN"):
+                        drive_start()
                         if ps.kind == HEAD:
                             m.d.comb += d_prow.eq(c_prow[ch_ctr])
                             m.d.sync += [head1.eq(1), head_ch1.eq(c_ch[ch_ctr]), head_bias1.eq(g_ctr == 0)]
@@ -753,7 +780,7 @@ class Sequencer(wiring.Component):
                         with m.If(last_k):
                             m.d.sync += [k_ctr.eq(0)]
                             with m.If(ch_ctr == nch_pass - 1):
-                                m.d.sync += [ch_ctr.eq(0), g_ctr.eq(g_ctr + 1)]
+                                m.d.sync += [ch_ctr.eq(0), ich.eq(0), g_ctr.eq(g_ctr + 1)]
                                 if ps.per_token:
                                     m.d.sync += w_off.eq(w_off + prog.head_stride)
                                 with m.If(g_ctr == n_groups - 1):
@@ -763,9 +790,15 @@ class Sequencer(wiring.Component):
                                     m.next = f"P{pi}_GWAIT" if ps.masked else f"P{pi}_LOAD"
                             with m.Else():
                                 m.d.sync += ch_ctr.eq(ch_ctr + 1)
-                                if ps.kind != HEAD:
-                                    m.d.sync += sl_start.eq(1)
-                                m.next = f"P{pi}_HWAIT" if ps.kind == HEAD else f"P{pi}_START"
+                                if ps.kind == HEAD:
+                                    m.next = f"P{pi}_HWAIT"
+                                else:
+                                    # the next chunk is accumulating; SpikeLinear's `done` comes at
+                                    # the earliest in this cycle (TL after the last one)
+                                    with m.If(sl.done):
+                                        chunk_done()
+                                    with m.Else():
+                                        m.next = f"P{pi}_ACC"
                     if ps.kind == HEAD:
                         with m.State(f"P{pi}_HWAIT"):  # the Readout reads acc at S1
                             m.d.sync += sl_start.eq(1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -83,15 +83,23 @@ class SpikeLinear(wiring.Component):
         Start one accumulation: zero the accumulators, then visit inputs 0 .. n_in-1 (bits of
         the spike vectors at and above n_in are ignored) reading rows base + i.
     busy : Out(1)                from the cycle after `start` until the cycle before `done`.
-    done : Out(1)                one-cycle pulse: `acc` is final.
+    done : Out(1)                one-cycle pulse: `acc` is final. It stays final until the next
+                                 accumulation clears it (`BROADCAST_LATENCY` cycles after its start).
     acc : Out(ArrayLayout(ArrayLayout(signed(acc_bits), lanes), TL))
-    drain : In(1)                sampled with `start`: after this accumulation, move the token
-                                 lanes down (acc[k] <= acc[k+1], the last lane <= 0) once a cycle,
-                                 TL - 1 times, so that acc[0] holds lane k in cycle done + 1 + k
-                                 (and lane 0 at `done`): the drain order the Sequencer reads.
+    drain : In(1)                sampled with `start`: at this accumulation's `done`, copy all token
+                                 lanes into the drain buffer, which then moves down once a cycle,
+                                 TL - 1 times, so that `drained` holds lane k in cycle done + 1 + k:
+                                 the drain order the Sequencer reads.
+    drained : Out(ArrayLayout(signed(acc_bits), lanes))   the drain buffer's lane 0.
+
+    The drain buffer frees the accumulators at `done`: the next `start` may come in cycle
+    done + 1, while the buffer still drains. That accumulation's `done` is then held, if need be,
+    until TL cycles after the previous one (the accumulators keep their final sums meanwhile), so
+    a drain is never overwritten before its last lane has been read.
     w_en : In(1), w_addr : In(range(depth)), w_data : In(unsigned(lanes*weight_bits))  (loadable)
 
-    Latency: from `start` to `done`: v + ``ACC_OVERHEAD`` = v + 5 cycles, v = the most inputs one
+    Latency: from `start` to `done`: v + ``ACC_OVERHEAD`` = v + 5 cycles (held to at least TL
+    cycles after a draining accumulation's `done`, see above), v = the most inputs one
     bank visits (`visits`): ceil(n_in / B) dense; event-driven, the most inputs i < n_in in one
     residue class (base + i) mod B where any token lane spikes. Five stages: choose the input
     (find-first-set or counter), address the row, register the row out of the memory and the
@@ -100,14 +108,15 @@ class SpikeLinear(wiring.Component):
     adders, and no enable or gate fans out to a whole token lane: gates are registered copies
     per `LANES_PER_REPLICA` output lanes (`hw.common.replicas`), clear and the drain's moves
     reach the same copy groups through a two-level tree (`hw.common.broadcast`). The
-    accumulators are cleared `BROADCAST_LATENCY` = 2 cycles after `start`; the drain's moves are
-    requested from the cycle before `done`, so the first lands at the end of done + 1.
+    accumulators are cleared `BROADCAST_LATENCY` = 2 cycles after `start`; the drain buffer's
+    copy is requested two cycles before `done` and lands at its end, its moves are requested
+    from the cycle before `done`, so the first lands at the end of done + 1.
 
     Resources: weight memory depth x lanes*weight_bits bits in B memories (EBR); TL*lanes
-    accumulators of acc_bits (flip-flops + one adder each) and as many masked-weight registers
-    of weight_bits + log2(B) (a B-input adder each when B > 1); with G = ceil(lanes /
-    LANES_PER_REPLICA): B x TL x G gate copies, 2 x (TL x G + ceil(TL x G / 8)) clear and move
-    copies, B x TL copies of the issued index and valid; B x TL `inputs`:1 bit muxes for the
+    accumulators of acc_bits (flip-flops + one adder each), as many drain-buffer registers
+    (flip-flops + a 2:1 mux each) and as many masked-weight registers of weight_bits + log2(B)
+    (a B-input adder each when B > 1); with G = ceil(lanes / LANES_PER_REPLICA): B x TL x G
+    gate copies, 3 x (TL x G + ceil(TL x G / 8)) clear, copy and move copies, B x TL copies of the issued index and valid; B x TL `inputs`:1 bit muxes for the
     spike gates; in event-driven mode B `inputs`-bit find-first-sets (a carry chain + an OR
     encoder each).
     """
@@ -146,7 +155,7 @@ class SpikeLinear(wiring.Component):
             "start": In(1), "base": In(range(self.depth)), "n_in": In(range(inputs + 1)),
             "busy": Out(1), "done": Out(1),
             "acc": Out(data.ArrayLayout(data.ArrayLayout(signed(self.acc_bits), lanes), token_lanes)),
-            "drain": In(1),
+            "drain": In(1), "drained": Out(data.ArrayLayout(signed(self.acc_bits), lanes)),
         }
         if loadable:
             members.update({"w_en": In(1), "w_addr": In(range(self.depth)), "w_data": In(unsigned(word))})
@@ -250,11 +259,13 @@ class SpikeLinear(wiring.Component):
         gate3 = [[replicas(m, valid2[b][k] & spikes[k].bit_select(idx2[b][k], 1), groups, f"gate{k}b{b}" if B > 1 else
                            f"gate{k}") for k in range(TL)] for b in range(B)]
         clear = broadcast(m, self.start, TL * groups, "clear")
-        # The drain's TL - 1 moves land at the ends of cycles done + 1 .. done + TL - 1; through
-        # the tree they are requested BROADCAST_LATENCY cycles earlier, from the last of `ends`
-        # (the cycle before `done`) on.
-        assert BROADCAST_LATENCY == 2
+        # The drain buffer's copy lands at the end of `done`, its TL - 1 moves at the ends of
+        # cycles done + 1 .. done + TL - 1; through the trees they are requested
+        # BROADCAST_LATENCY cycles earlier: the copy from ends[-2], the moves from the last of
+        # `ends` (the cycle before `done`) on.
+        assert BROADCAST_LATENCY == 2 and len(ends) >= 2
         drain = Signal()
+        copy = broadcast(m, ends[-2] & drain, TL * groups, "copy")
         move_req = Signal()
         if TL > 1:
             left = Signal(range(TL))
@@ -274,17 +285,42 @@ class SpikeLinear(wiring.Component):
         # `running` drops the cycle after the last issue; the last row is applied four cycles
         # after that issue (S1 address, S2 row, S3 row and gates registered, S4 masked weights),
         # so `done` comes ACC_OVERHEAD - 2 cycles after `ends[0]`.
-        m.d.sync += ends[0].eq(running & ~any_issue & ~self.start)
+        # Hold: `done` (len(ends) cycles after ends[0]) may come no earlier than TL cycles after
+        # a draining accumulation's `done`, when its last lane has left the buffer. `gap` counts
+        # down from that `done`; the finish waits in `fin_wait` (sums final and held) until it
+        # runs out. The earliest finish after a drain without a hold is 2 cycles after that
+        # `done` (start the cycle after, running the next), so short buffers never wait.
+        finish = Signal()
+        m.d.comb += finish.eq(running & ~any_issue & ~self.start)
+        hold = TL - len(ends) - 2  # cycles of `gap` after `done`
+        if hold > 0:
+            gap = Signal(range(hold + 1))
+            fin_wait = Signal()
+            loaded = Signal()
+            m.d.sync += loaded.eq(ends[-1] & drain)  # high in the cycle of a draining `done`
+            with m.If(loaded):
+                m.d.sync += gap.eq(hold)
+            with m.Elif(gap != 0):
+                m.d.sync += gap.eq(gap - 1)
+            go = (gap == 0) & ~loaded
+            m.d.sync += [ends[0].eq((finish | fin_wait) & go), fin_wait.eq((finish | fin_wait) & ~go)]
+        else:
+            fin_wait = Const(0)
+            m.d.sync += ends[0].eq(finish)
         for e0, e1 in zip(ends, ends[1:]):
             m.d.sync += e1.eq(e0)
         m.d.sync += self.done.eq(ends[-1])
-        m.d.comb += self.busy.eq(running | Cat(*ends).any())
+        m.d.comb += self.busy.eq(running | fin_wait | Cat(*ends).any())
 
-        # The accumulators, masked weights and the registered rows take no domain reset: `start`
-        # clears the accumulators before every accumulation, and the reset OR-ed into their
-        # clear was a 19.5 ns net on the 85F (41.77 MHz).
+        # The accumulators, drain buffer, masked weights and the registered rows take no domain
+        # reset: `start` clears the accumulators before every accumulation, and the reset OR-ed
+        # into their clear was a 19.5 ns net on the 85F (41.77 MHz).
         acc = [[Signal(signed(self.acc_bits), name=f"acc{k}_{j}", reset_less=True) for j in range(P)]
                for k in range(TL)]
+        dbuf = [[Signal(signed(self.acc_bits), name=f"dbuf{k}_{j}", reset_less=True) for j in range(P)]
+                for k in range(TL)]
+        for j in range(P):
+            m.d.comb += self.drained[j].eq(dbuf[0][j])
         for k in range(TL):
             for j in range(P):
                 m.d.comb += self.acc[k][j].eq(acc[k][j])
@@ -295,10 +331,12 @@ class SpikeLinear(wiring.Component):
                                       for b in range(B)))
                 with m.If(clear[k * groups + g]):
                     m.d.sync += acc[k][j].eq(0)
-                with m.Elif(shift[k * groups + g]):
-                    m.d.sync += acc[k][j].eq(acc[k + 1][j] if k + 1 < TL else 0)
                 with m.Else():
                     m.d.sync += acc[k][j].eq(acc[k][j] + mw)
+                with m.If(copy[k * groups + g]):
+                    m.d.sync += dbuf[k][j].eq(acc[k][j])
+                with m.Elif(shift[k * groups + g]):
+                    m.d.sync += dbuf[k][j].eq(dbuf[k + 1][j] if k + 1 < TL else 0)
         return m
 
 

@@ -14,8 +14,10 @@ Checked per job: every accumulator exactly; ``done`` exactly ``v + 5`` cycles af
 (v = the most inputs one weight bank visits, ``hw.spike_linear.visits``: ceil(n_in / banks)
 dense, event-driven those where any token lane spikes: the zero-skipping is visible in the
 cycle count); ``busy`` exactly from the cycle after ``start``
-until ``done``; with ``drain`` the token lanes move down one a cycle from the end of cycle
-done + 1 (the last zeroed), with TL - 1 moves in all (none for one token lane).
+until ``done``; ``acc`` held after ``done``; with ``drain`` the drain buffer takes the token
+lanes at ``done`` and moves down one a cycle: ``drained`` is lane 0 in cycle done + 1 and lane 1
+in done + 2 (still lane 0 with one token lane). The back-to-back schedule (a start in done + 1
+while the buffer drains) is tests/test_hw_spike_linear.py's.
 The weight memory is baked, so the matrices come from a fixed seed (one build per config); the
 spikes (and the loaded weights) come from the session seed.
 """
@@ -133,9 +135,9 @@ def _run(sim, seed, waves, cfg):
                     prog.mark(name)
                     prog.set(start=1, base=base + ch * n_in, n_in=n_in, drain=1).tick().set(start=0, drain=0)
                     prog.wait("done", timeout=inputs + 10, sample=["acc"], name="done")
-                    # the drain the Sequencer reads: acc[0] = lane 0 at done + 1, lane 1 at done + 2
+                    # the drain the Sequencer reads: drained = lane 0 at done + 1, lane 1 at done + 2
                     # (a wait continues after the edge of its cycle; a sample lets its cycle pass)
-                    prog.sample(["acc"], name="held").sample(["acc"], name="shifted")
+                    prog.sample(["acc", "drained"], name="held").sample(["drained"], name="shifted")
                     jobs.append((want, v, name))
 
     n2 = cfg[8]
@@ -174,12 +176,16 @@ def test_spike_linear(sim, seed, waves, cfg):
             k, j = bad[0]
             pytest.fail(f"{design.name} job {name}: token lane {k} channel {j}: expected {want[k, j]} got {got[k, j]} "
                         f"(seed {seed})")
-        held = np.array([array(seen.samples("held")[i]["acc"], P, f"{k}.") for k in range(TL)], np.int64)
-        assert np.array_equal(held, want), f"{design.name} job {name}: the drain moved before done + 1 (seed {seed})"
-        sh = np.array([array(shifted[i]["acc"], P, f"{k}.") for k in range(TL)], np.int64)
-        want_sh = np.concatenate([want[1:], np.zeros((1, P), np.int64)]) if TL > 1 else want
-        assert np.array_equal(sh, want_sh), f"{design.name} job {name}: after shift {sh.tolist()}, expected " \
-                                            f"{want_sh.tolist()} (seed {seed})"
+        h = seen.samples("held")[i]
+        held = np.array([array(h["acc"], P, f"{k}.") for k in range(TL)], np.int64)
+        assert np.array_equal(held, want), f"{design.name} job {name}: acc changed after done (seed {seed})"
+        d0 = np.array(array(h["drained"], P), np.int64)
+        assert np.array_equal(d0, want[0]), f"{design.name} job {name}: drained {d0.tolist()} at done + 1, " \
+                                            f"expected lane 0 {want[0].tolist()} (seed {seed})"
+        d1 = np.array(array(shifted[i]["drained"], P), np.int64)
+        want_d1 = want[1] if TL > 1 else want[0]
+        assert np.array_equal(d1, want_d1), f"{design.name} job {name}: drained {d1.tolist()} at done + 2, " \
+                                            f"expected {want_d1.tolist()} (seed {seed})"
         start = seen.mark(name)
         lat = v + sl_mod.ACC_OVERHEAD  # the docstring: v + 5
         assert done_cyc[i] - start == lat, f"{design.name} job {name}: done {done_cyc[i] - start} cycles after " \

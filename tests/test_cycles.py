@@ -29,12 +29,19 @@ def record(cfg, fill: int, B: int = 1) -> dict:
 
 
 def skippable(prog: Program) -> int:
-    """ACC cycles of one image that the event-driven skip can remove: chunks x ceil(fan-in / B)
-    x groups per spike-driven pass and timestep (B weight banks: a dense bank visits every B-th
-    input)."""
-    B = prog.hw.input_banks
-    return prog.cfg.timesteps * sum(len(ps.chunks) * -(-ps.n_in // B) * prog.pass_groups(ps)
-                                    for ps in prog.passes if ps.kind in (LIN, HEAD))
+    """Cycles of one image that the event-driven skip can remove, per spike-driven pass, group
+    and timestep, with v = ceil(fan-in / B) the dense ACC cycles of a chunk (B weight banks: a
+    dense bank visits every B-th input): HEAD all of every chunk's v; LIN all of the first
+    chunk's v, and of each later chunk only what its accumulation (v + 6) exceeds the TL-cycle
+    drain it overlaps: max(v + 6, TL) - max(6, TL)."""
+    B, TL, total = prog.hw.input_banks, prog.TL, 0
+    for ps in prog.passes:
+        if ps.kind not in (LIN, HEAD):
+            continue
+        c, v = len(ps.chunks), -(-ps.n_in // B)
+        per_group = c * v if ps.kind == HEAD else v + (c - 1) * (max(v + 6, TL) - max(6, TL))
+        total += per_group * prog.pass_groups(ps)
+    return prog.cfg.timesteps * total
 
 
 def test_pass_sources_two_blocks():
@@ -64,14 +71,15 @@ def test_fixed_parts_digits(hw):
 
 @pytest.mark.parametrize("hw", ["default", "small"])
 def test_lin_pass_formula(hw):
-    """docs/hardware.md 3.2: LIN = 1 + F + Σ_g [TL + 1 + c·(v_g + 6 + TL)] (+ DRAIN_DEPTH·(G−1) for O)."""
+    """docs/hardware.md 3.2: LIN = 1 + F + Σ_g [TL + 1 + (v_g + 6) + (c−1)·max(v_g + 6, TL) + TL]
+    (+ DRAIN_DEPTH·(G−1) for O): each later chunk overlaps its predecessor's drain."""
     prog = Program(random_artifact(DIGITS, 0), HW_PRESETS[hw])
     F, TL, G = flush_cycles(prog), prog.TL, prog.groups
     by = {ps.name: ps for ps in prog.passes}
     v = [3, 0, 7, 1][:G]
     for name, extra in (("b0.qkv", 0), ("b0.fc1", 0), ("b0.fc2", 0), ("b0.o", DRAIN_DEPTH * (G - 1))):
         c = len(by[name].chunks)
-        want = 1 + F + sum(TL + 1 + c * (vg + 6 + TL) for vg in v) + extra
+        want = 1 + F + sum(TL + 1 + (vg + 6) + (c - 1) * max(vg + 6, TL) + TL for vg in v) + extra
         assert pass_cycles(prog, by[name], lambda g: v[g]) == want, name
     c = len(by["head"].chunks)
     assert pass_cycles(prog, by["head"], lambda g: v[g]) == 1 + F + sum(TL + 1 + c * (vg + 7) + c - 1 for vg in v)

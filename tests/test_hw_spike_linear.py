@@ -12,13 +12,17 @@ from tests.hw_util import lanes_of, raw, run_sim, seed_for, set_raw
 def _run(dut, jobs, writes=(), solo=(), keep=()):
     """jobs: list of (spikes [TL, n_in_max], base, n_in); returns (acc per job [TL, P], cycles).
     solo: indices of jobs loaded as the per-token head does: lane 0 only, with `load_solo`.
-    keep: indices of jobs started without `drain` (the head pass): acc must then stay put.
-    Every other job checks the drain: acc[0] holds lane k in cycle done + 1 + k."""
+    keep: indices of jobs started without `drain` (the head pass): the drain buffer must then
+    stay put. Every job checks that acc stays final until the next start; every other job
+    checks the drain: `drained` holds lane k in cycle done + 1 + k."""
     TL, P = dut.token_lanes, dut.lanes
     results, cycles = [], []
 
     def acc_now(ctx):
         return lanes_of(raw(ctx, dut.acc), dut.acc_bits, TL * P).reshape(TL, P)
+
+    def drained_now(ctx):
+        return lanes_of(raw(ctx, dut.drained), dut.acc_bits, P)
 
     async def bench(ctx):
         for addr, word in writes:
@@ -51,13 +55,14 @@ def _run(dut, jobs, writes=(), solo=(), keep=()):
             cycles.append(n)
             acc = acc_now(ctx)
             results.append(acc)
+            before = drained_now(ctx)
             for k in range(TL + 2):
                 await ctx.tick()
-                now = acc_now(ctx)
+                np.testing.assert_array_equal(acc_now(ctx), acc, err_msg=f"job {j}: acc changed after done")
                 if j in keep:
-                    np.testing.assert_array_equal(now, acc, err_msg=f"job {j}: moved without drain")
+                    np.testing.assert_array_equal(drained_now(ctx), before, err_msg=f"job {j}: drained without drain")
                 elif k < TL:
-                    np.testing.assert_array_equal(now[0], acc[k], err_msg=f"job {j}: lane {k} at done + {k + 1}")
+                    np.testing.assert_array_equal(drained_now(ctx), acc[k], err_msg=f"job {j}: lane {k} at done + {k + 1}")
 
     run_sim(dut, bench)
     return results, cycles
@@ -106,6 +111,77 @@ def test_spike_linear_matches_contract(n_in, n_out, P, TL, wb, banks, event_driv
                     for b in range(banks)]
         assert visits(union if event_driven else None, nin, banks) == max(per_bank)
         assert c == max(per_bank) + ACC_OVERHEAD == max(per_bank) + 5, (c, per_bank, base)
+
+
+@pytest.mark.parametrize("event_driven", [True, False])
+@pytest.mark.parametrize("TL,banks", [(16, 2), (9, 1), (6, 1), (3, 2)])
+def test_spike_linear_overlaps_a_drain_with_the_next_accumulation(TL, banks, event_driven):
+    # The Sequencer's LIN schedule: each chunk starts the cycle after the previous `done`, while
+    # that chunk drains. `done` must come max(v + ACC_OVERHEAD + 1, TL) after the previous one
+    # (held until the drain buffer is free), every drained lane must be the previous chunk's
+    # and every accumulation exact. Sparse chunks (v = 0, 1) make the hold bite.
+    rng = np.random.default_rng(seed_for(f"spike_linear_overlap_{TL}_{banks}_{event_driven}"))
+    n_in, P, wb = 10, 3, 4
+    chunks = 4
+    W = _setup(rng, n_in, chunks * P, P, wb)
+    dut = SpikeLinear(n_in, P, TL, wb, pack_matrix(W, P, wb), event_driven=event_driven, banks=banks)
+    groups = [np.zeros((TL, n_in), np.int64), (rng.random((TL, n_in)) < 0.5).astype(np.int64)]
+    one = np.zeros((TL, n_in), np.int64)
+    one[TL - 1, 3] = 1  # v = 1: one visited input
+    groups.append(one)
+    groups.append(np.ones((TL, n_in), np.int64))
+    seen = []  # per group: (done cycles, accs, drained lanes per chunk)
+
+    def acc_now(ctx):
+        return lanes_of(raw(ctx, dut.acc), dut.acc_bits, TL * P).reshape(TL, P)
+
+    async def bench(ctx):
+        cycle = 0
+        for s in groups:
+            for k in range(TL):
+                ctx.set(dut.load_en, 1)
+                ctx.set(dut.load_lane, k)
+                ctx.set(dut.load_row, pack(s[k], 1))
+                await ctx.tick()
+                cycle += 1
+            ctx.set(dut.load_en, 0)
+            dones, accs, drains = [], [], {}
+            started, start_next = 0, True
+            drain_at = {}  # cycle -> (chunk, lane)
+            while len(dones) < chunks or any(c >= cycle for c in drain_at):
+                if start_next and started < chunks:
+                    ctx.set(dut.start, 1)
+                    ctx.set(dut.base, started * n_in)
+                    ctx.set(dut.n_in, n_in)
+                    ctx.set(dut.drain, 1)
+                    started += 1
+                else:
+                    ctx.set(dut.start, 0)
+                start_next = False
+                if cycle in drain_at:
+                    c, k = drain_at[cycle]
+                    drains.setdefault(c, []).append(lanes_of(raw(ctx, dut.drained), dut.acc_bits, P))
+                if ctx.get(dut.done):
+                    dones.append(cycle)
+                    accs.append(acc_now(ctx))
+                    for k in range(TL):
+                        drain_at[cycle + 1 + k] = (len(dones) - 1, k)
+                    start_next = True
+                await ctx.tick()
+                cycle += 1
+            ctx.set(dut.start, 0)
+            seen.append((dones, accs, drains))
+
+    run_sim(dut, bench)
+    for gi, (s, (dones, accs, drains)) in enumerate(zip(groups, seen)):
+        union = np.any(s, axis=0)
+        v = visits(union if event_driven else None, n_in, banks)
+        for c in range(chunks):
+            want = spike_linear(s, W[:, c * P:(c + 1) * P])
+            np.testing.assert_array_equal(accs[c], want, err_msg=f"group {gi} chunk {c}")
+            np.testing.assert_array_equal(np.array(drains[c]), want, err_msg=f"group {gi} chunk {c} drain")
+        gaps = np.diff(dones).tolist()
+        assert gaps == [max(v + ACC_OVERHEAD + 1, TL)] * (chunks - 1), (gi, v, gaps)
 
 
 @pytest.mark.parametrize("event_driven", [True, False])
