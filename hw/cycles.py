@@ -19,6 +19,7 @@ import numpy as np
 
 from hw.adder_tree import tree_latency
 from hw.attention import FIRE_LATENCY
+from hw.encoder import STFEncoder
 from hw.spike_linear import ACC_OVERHEAD, visits
 from hw.sequencer import DRAIN_DEPTH, ENC, HEAD, KV, Program
 
@@ -56,19 +57,24 @@ def pass_cycles(prog: Program, ps, visited: Callable[[int], int]) -> int:
         return 1 + N + (count_latency + 1) + FIRE_LATENCY               # BEGIN, COUNT, CWAIT, FIRE
     nch = len(ps.chunks)
     TL, G = prog.group_lanes(ps), prog.pass_groups(ps)                   # per-token head: 1, N
-    total = 1 + flush                                                    # BEGIN, FLUSH
+    if ps.kind == HEAD:
+        total = 1 + flush                                                # BEGIN, FLUSH
+        for g in range(G):
+            v = visited(g)
+            total += TL + 1                                              # LOAD, LOADW
+            total += nch * (1 + v + ACC_OVERHEAD + 1) + (nch - 1)        # START, ACC, DRAIN; HWAIT
+        return total
+    # LIN: BEGIN; per group LOAD, LOADW, START and ACC up to the first chunk's `done`, each
+    # later chunk starting as its predecessor drains and done max(v + 6, TL) after it (SpikeLinear
+    # holds `done` until the drain buffer is free); the drain engine drains the group's last
+    # chunk while the next group loads (O: GWAIT, TL + DRAIN_DEPTH, first) or, after the last
+    # group, during FLUSH (DRAIN_DEPTH) and the next pass.
+    total = 1 + DRAIN_DEPTH
     for g in range(G):
         v = visited(g)
-        total += TL + 1                                                  # LOAD, LOADW
-        if ps.kind == HEAD:
-            total += nch * (1 + v + ACC_OVERHEAD + 1) + (nch - 1)        # START, ACC, DRAIN; HWAIT
-        else:
-            # START, ACC; each later chunk starts as its predecessor drains and is done
-            # max(v + 6, TL) after it (SpikeLinear holds `done` until the drain buffer is free);
-            # the last chunk's DRAIN
-            total += 1 + v + ACC_OVERHEAD + (nch - 1) * max(v + ACC_OVERHEAD + 1, TL) + TL
-            if ps.masked and g < G - 1:
-                total += DRAIN_DEPTH                                     # GWAIT (O pass)
+        total += TL + 1 + (1 + v + ACC_OVERHEAD) + (nch - 1) * max(v + ACC_OVERHEAD + 1, TL)
+        if ps.masked and g < G - 1:
+            total += TL + DRAIN_DEPTH                                    # GWAIT (O pass)
     return total
 
 
@@ -95,7 +101,10 @@ def image_cycles(prog: Program, rec: dict | None = None, b: int = 0) -> dict[str
     cfg = prog.cfg
     N, T, C = cfg.tokens, cfg.timesteps, cfg.classes
     n_pix = cfg.image_shape[0] * cfg.image_shape[1] * cfg.image_shape[2]
-    parts = {"pixels": n_pix, "start": 1, "embed": N * prog.chD * (cfg.patch_dim + 2) + 4}
+    # EMBED: STFEncoder.latency_e (one MAC step a cycle, then its MAC_DEPTH pipeline, Requant
+    # and `done`; sim/test_encoder.py checks it exactly)
+    embed = N * prog.chD * cfg.patch_dim + STFEncoder.MAC_DEPTH + 3
+    parts = {"pixels": n_pix, "start": 1, "embed": embed}
     for ps in prog.passes:
         parts[ps.name] = 0
     for t in range(T):

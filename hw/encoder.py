@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Mux, Array, Module, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.common import ceil_div, check_bool, check_int, pack, sbits
+from hw.common import ceil_div, check_bool, check_int, delay, pack, replicas, sbits
 from hw.requant import Requant
+from hw.spike_linear import LANES_PER_REPLICA
 from model.config import ModelConfig
 from quant.contract import widths
 
@@ -75,7 +76,7 @@ class STFEncoder(wiring.Component):
     pix_en : In(1), pix_addr : In(range(H*W*C)), pix_data : In(unsigned(pixel_bits))
         Pixel memory write (row-major y, x, channel).
     start : In(1)             compute E from the pixel memory.
-    busy : Out(1), done : Out(1)   done pulses when E is complete.
+    busy : Out(1), done : Out(1)   done pulses the cycle after the last E row is written.
     tap_valid : In(1), tap_t : In(range(T)), tap_n : In(range(N)), tap_ch : In(range(chunks)),
     tap_s : In(unsigned(P))   previous spikes S[t-1] of those P channels, presented one cycle
                               after tap_valid (the spike plane memory's read latency).
@@ -84,13 +85,24 @@ class STFEncoder(wiring.Component):
         Write row `w_addr` of the memories whose bit is set (ENCODER_MEMORIES order: weights,
         mult, bias, pos, gain), ``w_data`` truncated to the memory's width. Only while idle.
 
-    Latency: E: ``busy`` for N * chunks * (K + 2) + 3 cycles from the cycle after ``start``, ``done``
-    N * chunks * (K + 2) + 4 cycles after ``start`` (K = patch elements); the tap 2 cycles.
+    Latency: E: one (token, chunk, patch element) MAC step issued per cycle, M = N * chunks * K
+    of them back to back (K = patch elements); the last E row is written MAC_DEPTH = 4 (S0
+    addresses -> S1 memory data -> S2 operand registers -> S3 product -> S4 accumulator) +
+    Requant latency 2 = 6 cycles after the last issue. ``busy`` for N * chunks * K + 6 cycles from the cycle after
+    ``start``, ``done`` (one pulse, the cycle after the last E write) N * chunks * K + 7 cycles
+    after ``start`` (`latency_e`); the tap 2 cycles.
 
     Resources: P multipliers pixel_bits x weight_bits (LUTs or MULT18), P requant multipliers
     (MULT18), memories: pixels H*W*C x pixel_bits, weights K*chunks x P*weight_bits,
     E N*chunks x P*e_bits, P table (T or 1)*N*chunks x P*pos_bits, gain/mult/bias chunks rows.
+    MAC pipeline registers: ceil(P / LANES_PER_REPLICA) kept pixel copies (pixel_bits each) and
+    accumulator controls (2 bits each), P weights (weight_bits), P products (pixel_bits +
+    weight_bits), P accumulators (acc_bits); the step's valid / first / last / chunk per stage and
+    the E row delayed MAC_DEPTH + 2 cycles.
     """
+
+    # cycles from issuing a MAC step (S0) to its sum being in the accumulator (S4)
+    MAC_DEPTH = 4
 
     def __init__(self, cfg: ModelConfig, params: dict, lanes: int, *, loadable: bool = False):
         owner = "STFEncoder"
@@ -110,6 +122,9 @@ class STFEncoder(wiring.Component):
         self.x_bits = sbits(wd.enc_in_max)
         self.n_pixels = cfg.image_shape[0] * cfg.image_shape[1] * cfg.image_shape[2]
         self.latency_tap = 2
+        # start -> done: 1 to the first issue, N*chunks*K issues, the last one's E row written
+        # MAC_DEPTH + Requant latency later, done the cycle after that write
+        self.latency_e = N * self.chunks * K + self.MAC_DEPTH + self._requant().latency + 1
 
         rows = encoder_rows(cfg, params, P)
         self.w_rows, self.mult_rows, self.bias_rows = rows["weights"], rows["mult"], rows["bias"]
@@ -134,6 +149,13 @@ class STFEncoder(wiring.Component):
                 "w_data": In(unsigned(max(w for _, w in self.mem_shapes.values()))),
             })
         super().__init__(members)
+
+    def _requant(self) -> Requant:
+        """The E requantizer; __init__ builds one only to read its latency (never elaborated, so
+        it is silenced: the encoder's own UnusedElaboratable warning covers an unused encoder)."""
+        rq = Requant(self.lanes, self.acc_bits, self.cfg.mult_bits, self.cfg.bias_bits, self.cfg.requant_shift)
+        rq._MustUse__silence = True
+        return rq
 
     def elaborate(self, platform):
         m = Module()
@@ -163,37 +185,68 @@ class STFEncoder(wiring.Component):
         grp = rom("gain", self.gain_rows, P * cfg.feedback_bits).read_port()
 
         # ---- E = requant(patch MACs), token by token, chunk by chunk -------------------------
+        # One (n, ch, k) step is issued per cycle, back to back over all (n, ch) pairs; each step
+        # carries valid, first (k == 0), last (k == K-1), its chunk and its E row down the pipeline:
+        #   S0 issue: pixel memory / weight ROM addresses
+        #   S1 their data (registered read ports)
+        #   S2 the pixel in one kept copy per LANES_PER_REPLICA lanes (no net from one read port
+        #      to all P multipliers across the chip) and each lane's weight
+        #   S3 each lane's product (the multiplier alone between registers)
+        #   S4 acc <= prod (first) or acc + prod: after a last product acc holds the pair's sum for
+        #      one cycle, presented to Requant (which registers it), while the next pair's first
+        #      product already overwrites acc.
         base, off = pixel_offsets(cfg)
         n = Signal(range(N))
         ch = Signal(range(C))
-        k = Signal(range(K + 1))
+        k = Signal(range(K))
+        e_addr = Signal(range(N * C))
         issue = Signal()
-        feed = Signal()
-        m.d.comb += [prp.addr.eq(Array(base)[n] + Array(off)[k]), wrp.addr.eq(ch * K + k),
-                     mrp.addr.eq(ch), brp.addr.eq(ch)]
-        valid1 = Signal()
-        m.d.sync += valid1.eq(issue)
-        acc = [Signal(signed(self.acc_bits), name=f"acc{j}") for j in range(P)]
-        for j in range(P):
-            prod = prp.data * wrp.data.word_select(j, wb).as_signed()
-            with m.If(feed):
-                m.d.sync += acc[j].eq(0)
-            with m.Elif(valid1):
-                m.d.sync += acc[j].eq(acc[j] + prod)
+        m.d.comb += [prp.addr.eq(Array(base)[n] + Array(off)[k]), wrp.addr.eq(ch * K + k)]
+        # the step's control, staged: index i of each list = the value at stage S<i>
+        valid = [issue] + [Signal(name=f"mac_valid{i}") for i in range(1, self.MAC_DEPTH)]
+        first = [k == 0] + [Signal(name=f"mac_first{i}") for i in range(1, self.MAC_DEPTH - 1)]
+        last = [k == K - 1] + [Signal(name=f"mac_last{i}") for i in range(1, self.MAC_DEPTH)]
+        chs = [ch] + [Signal(range(C), name=f"mac_ch{i}") for i in range(1, self.MAC_DEPTH)]
+        for i in range(1, self.MAC_DEPTH):
+            m.d.sync += [valid[i].eq(valid[i - 1]), last[i].eq(last[i - 1]), chs[i].eq(chs[i - 1])]
+            if i < self.MAC_DEPTH - 1:
+                m.d.sync += first[i].eq(first[i - 1])
 
-        m.submodules.rq = rq = Requant(P, self.acc_bits, cfg.mult_bits, cfg.bias_bits, cfg.requant_shift)
-        m.d.comb += rq.i_valid.eq(feed)
+        groups = ceil_div(P, LANES_PER_REPLICA)
+        pix2 = replicas(m, prp.data, groups, "enc_pix")  # S2
+        # S3 accumulator control, one kept copy per lane group (valid, first) like the pixel: one
+        # register would drive the enables and muxes of all P accumulators across the chip
+        ctl3 = replicas(m, Cat(valid[2], first[2]), groups, "enc_acc_ctl")
+        # |pixel * weight| <= (2^pixel_bits - 1) * 2^(weight_bits-1): fits signed(pixel_bits + weight_bits)
+        prod_bits = cfg.pixel_bits + wb
+        acc = [Signal(signed(self.acc_bits), name=f"acc{j}", reset_less=True) for j in range(P)]
+        for j in range(P):
+            g = j // LANES_PER_REPLICA
+            w2 = Signal(signed(wb), name=f"mac_w{j}", reset_less=True)  # S2
+            prod3 = Signal(signed(prod_bits), name=f"mac_prod{j}", reset_less=True)  # S3
+            m.d.sync += [w2.eq(wrp.data.word_select(j, wb).as_signed()), prod3.eq(pix2[g] * w2)]
+            with m.If(ctl3[g][0]):  # S4
+                m.d.sync += acc[j].eq(Mux(ctl3[g][1], prod3, acc[j] + prod3))
+
+        # the pair's sum is in acc the cycle after its last product was at S3
+        rq_valid = Signal()
+        m.d.sync += rq_valid.eq(valid[3] & last[3])
+        m.submodules.rq = rq = self._requant()
+        # the mult / bias read ports take one cycle: address them with the S3 chunk so that their
+        # rows arrive with the S4 sum
+        m.d.comb += [mrp.addr.eq(chs[3]), brp.addr.eq(chs[3]), rq.i_valid.eq(rq_valid)]
         for j in range(P):
             m.d.comb += [rq.i_acc[j].eq(acc[j]), rq.i_mult[j].eq(mrp.data.word_select(j, cfg.mult_bits).as_signed()),
                          rq.i_bias[j].eq(brp.data.word_select(j, cfg.bias_bits).as_signed())]
-        e_addr = Signal(range(N * C))
-        e_addr_q = [Signal(range(N * C), name=f"e_addr_q{i}") for i in range(2)]
-        m.d.sync += [e_addr_q[0].eq(e_addr), e_addr_q[1].eq(e_addr_q[0])]
-        m.d.comb += [ewp.en.eq(rq.o_valid), ewp.addr.eq(e_addr_q[1])]
+        # the E row travels with its data: S0 -> S4 sum -> Requant output
+        e_addr_q = delay(m, e_addr, self.MAC_DEPTH + rq.latency, "e_addr")
+        m.d.comb += [ewp.en.eq(rq.o_valid), ewp.addr.eq(e_addr_q)]
         for j in range(P):
             m.d.comb += ewp.data.word_select(j, self.e_bits).eq(rq.o_y[j])  # fits: |E| <= requant_enc_max
 
-        tail = Signal(range(4))
+        # after the last issue the last row is written MAC_DEPTH + rq.latency cycles later
+        drain = self.MAC_DEPTH + rq.latency
+        tail = Signal(range(drain))
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -203,28 +256,20 @@ class STFEncoder(wiring.Component):
                 m.d.comb += [self.busy.eq(1), issue.eq(1)]
                 m.d.sync += k.eq(k + 1)
                 with m.If(k == K - 1):
-                    m.next = "LAST"
-            with m.State("LAST"):  # the last product is being added
-                m.d.comb += self.busy.eq(1)
-                m.next = "FEED"
-            with m.State("FEED"):
-                m.d.comb += [self.busy.eq(1), feed.eq(1)]
-                m.d.sync += [k.eq(0), e_addr.eq(e_addr + 1)]
-                with m.If(ch == C - 1):
-                    m.d.sync += ch.eq(0)
-                    with m.If(n == N - 1):
-                        m.d.sync += tail.eq(0)
-                        m.next = "TAIL"
+                    m.d.sync += [k.eq(0), e_addr.eq(e_addr + 1)]
+                    with m.If(ch == C - 1):
+                        m.d.sync += ch.eq(0)
+                        with m.If(n == N - 1):
+                            m.d.sync += tail.eq(0)
+                            m.next = "DRAIN"
+                        with m.Else():
+                            m.d.sync += n.eq(n + 1)
                     with m.Else():
-                        m.d.sync += n.eq(n + 1)
-                        m.next = "MAC"
-                with m.Else():
-                    m.d.sync += ch.eq(ch + 1)
-                    m.next = "MAC"
-            with m.State("TAIL"):  # the requant pipeline drains into E
+                        m.d.sync += ch.eq(ch + 1)
+            with m.State("DRAIN"):  # the pipeline and Requant drain into E
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += tail.eq(tail + 1)
-                with m.If(tail == 2):
+                with m.If(tail == drain - 1):  # the last row is written at the end of this cycle
                     m.d.sync += self.done.eq(1)
                     m.next = "IDLE"
         with m.If(self.done):

@@ -317,7 +317,7 @@ class Sequencer(wiring.Component):
         `w_seg` (hw.param_image.SEGMENTS: SpikeLinear weights, param memory, the encoder's five
         memories, the kv thresholds), ``w_data`` truncated to the segment's width. Only while idle.
 
-    Latency (cycles per image, dense mode): E: N*chD*(K+2)+4; per timestep: ENC N*chD+6;
+    Latency (cycles per image, dense mode): E: N*chD*K+7; per timestep: ENC N*chD+6;
     per block QKV 1 + flush + G*(TL+1 + (n+6) + (3chD-1)*max(n+6, TL) + TL) (each later chunk
     accumulates while its predecessor drains), KV N+1+count+fire, O/FC1/FC2 alike with their
     chunk counts and fan-ins n (D or H); HEAD G*(TL+1 + chC*(D+6) - 1) + flush (readout "token":
@@ -592,7 +592,7 @@ class Sequencer(wiring.Component):
         # register stepped with g_ctr keeps the multiply off the START path.
         w_off = Signal(range(N * prog.head_stride + 1))
         k_ctr = Signal(range(TL + 1))
-        wait = Signal(range(32))
+        wait = Signal(range(max(32, TL + DRAIN_DEPTH + 1)))
         blk = Signal(range(max(cfg.blocks, 2)))  # the block of the pass being run
         m.d.comb += attn.block.eq(blk)
         load1 = Signal()
@@ -652,6 +652,30 @@ class Sequencer(wiring.Component):
         sl_start = Signal()
         m.d.comb += sl.start.eq(sl_start)
         m.d.sync += sl_start.eq(0)
+
+        # ---- the LIN drain engine ---------------------------------------------------------------
+        # A LIN chunk's TL lanes go down the drain pipeline from the cycle after its `done`, one a
+        # cycle, with the chunk's metadata latched at `done` (`latch_drain` in the FSM's ACC
+        # states). The FSM does not wait for it: the next chunk accumulates meanwhile, the next
+        # group loads, and the next pass begins DRAIN_DEPTH + 1 cycles after the last `done`
+        # (its reads of plane row n then follow this drain's write of row n). SpikeLinear holds
+        # every `done` until TL cycles after the previous one, so the engine is free whenever a
+        # `done` latches. Its outputs are registers, not the FSM's state decode.
+        dr_active = Signal()
+        dr_k = Signal(range(max(TL, 2)))
+        dr_n = Signal(range(N + TL + 1))
+        dr_uaddr = Signal(range((N + TL) * chD + 1))
+        dr_mode, dr_ch, dr_layer = Signal.like(d_mode), Signal.like(d_ch), Signal.like(d_layer)
+        dr_dest, dr_last, dr_mask = Signal.like(d_dest), Signal(), Signal.like(d_mask)
+        dr_mbase, dr_nch, dr_prow = Signal.like(d_mbase), Signal.like(d_nch), Signal.like(d_prow)
+        with m.If(dr_active):
+            m.d.comb += [d_valid.eq(dr_n < N), d_mode.eq(dr_mode), d_n.eq(dr_n), d_lane.eq(dr_k),
+                         d_ch.eq(dr_ch), d_layer.eq(dr_layer), d_dest.eq(dr_dest), d_last.eq(dr_last),
+                         d_mask.eq(dr_mask), d_mbase.eq(dr_mbase), d_nch.eq(dr_nch), d_uaddr.eq(dr_uaddr),
+                         d_prow.eq(dr_prow)]
+            m.d.sync += [dr_k.eq(dr_k + 1), dr_n.eq(dr_n + 1), dr_uaddr.eq(dr_uaddr + chD)]
+            with m.If(dr_k == TL - 1):
+                m.d.sync += dr_active.eq(0)
 
         m.d.comb += self.busy.eq(1)
         m.d.sync += self.done.eq(0)
@@ -743,76 +767,73 @@ class Sequencer(wiring.Component):
                         else:
                             m.d.comb += [sl.base.eq(c_wbase[ich]), sl.n_in.eq(ps.n_in), sl.drain.eq(1)]
 
-                    def chunk_done():
-                        """On SpikeLinear's `done` (LIN): drain it from the next cycle, and start
-                        the next chunk of the group in that cycle, if there is one."""
-                        m.d.sync += k_ctr.eq(0)
-                        m.next = f"P{pi}_DRAIN"
+                    def latch_drain():
+                        """On SpikeLinear's `done` (LIN): hand chunk `ich` of group g_ctr to the
+                        drain engine, start the group's next chunk in the next cycle if there
+                        is one; after the group's last chunk, load the next group (GWAIT first
+                        in the O pass: its loads' attn trace records must not meet this
+                        drain's), or end the pass (FLUSH)."""
+                        m.d.sync += [dr_active.eq(1), dr_k.eq(0), dr_n.eq(g_ctr * TL),
+                                     dr_uaddr.eq(g_ctr * (TL * chD) + c_ch[ich]), dr_mode.eq(ps.mode),
+                                     dr_ch.eq(c_ch[ich]), dr_layer.eq(c_layer[ich]), dr_dest.eq(c_dest[ich]),
+                                     dr_last.eq(c_last[ich]), dr_mask.eq(c_mask[ich]), dr_mbase.eq(c_mbase[ich]),
+                                     dr_nch.eq(c_nch[ich]), dr_prow.eq(c_prow[ich])]
                         with m.If(ich != nch_pass - 1):
                             m.d.sync += [ich.eq(ich + 1), sl_start.eq(1)]
+                        with m.Else():
+                            m.d.sync += [ich.eq(0), g_ctr.eq(g_ctr + 1), k_ctr.eq(0), wait.eq(0)]
+                            with m.If(g_ctr == n_groups - 1):
+                                m.next = f"P{pi}_FLUSH"
+                            with m.Else():
+                                m.next = f"P{pi}_GWAIT" if ps.masked else f"P{pi}_LOAD"
 
                     with m.State(f"P{pi}_START"):
                         drive_start()
                         m.next = f"P{pi}_ACC"
                     with m.State(f"P{pi}_ACC"):
-                        with m.If(sl.done):
-                            if ps.kind == HEAD:
+                        if ps.kind == HEAD:
+                            with m.If(sl.done):
                                 m.d.sync += k_ctr.eq(0)
                                 m.next = f"P{pi}_DRAIN"
-                            else:
-                                chunk_done()
-                    with m.State(f"P{pi}_DRAIN"):
-                        drive_start()
-                        if ps.kind == HEAD:
+                        else:
+                            drive_start()  # the next chunk's `start` comes the cycle after a `done`
+                            with m.If(sl.done):
+                                latch_drain()
+                    if ps.kind == HEAD:
+                        with m.State(f"P{pi}_DRAIN"):
+                            drive_start()
                             m.d.comb += d_prow.eq(c_prow[ch_ctr])
                             m.d.sync += [head1.eq(1), head_ch1.eq(c_ch[ch_ctr]), head_bias1.eq(g_ctr == 0)]
-                            last_k = Const(1)
-                        else:
-                            n_d = g_ctr * TL + k_ctr
-                            cch = c_ch[ch_ctr]
-                            m.d.comb += [d_valid.eq(n_d < N), d_mode.eq(ps.mode), d_n.eq(n_d), d_lane.eq(k_ctr),
-                                         d_ch.eq(cch), d_layer.eq(c_layer[ch_ctr]), d_dest.eq(c_dest[ch_ctr]),
-                                         d_last.eq(c_last[ch_ctr]), d_mask.eq(c_mask[ch_ctr]),
-                                         d_mbase.eq(c_mbase[ch_ctr]), d_nch.eq(c_nch[ch_ctr]),
-                                         d_uaddr.eq(n_d * chD + cch), d_prow.eq(c_prow[ch_ctr])]
-                            m.d.sync += k_ctr.eq(k_ctr + 1)
-                            last_k = k_ctr == TL - 1
-                        with m.If(last_k):
                             m.d.sync += [k_ctr.eq(0)]
                             with m.If(ch_ctr == nch_pass - 1):
-                                m.d.sync += [ch_ctr.eq(0), ich.eq(0), g_ctr.eq(g_ctr + 1)]
+                                m.d.sync += [ch_ctr.eq(0), g_ctr.eq(g_ctr + 1)]
                                 if ps.per_token:
                                     m.d.sync += w_off.eq(w_off + prog.head_stride)
                                 with m.If(g_ctr == n_groups - 1):
                                     m.next = f"P{pi}_FLUSH"
                                 with m.Else():
-                                    # attn trace records (O pass loads) must not meet drain records
-                                    m.next = f"P{pi}_GWAIT" if ps.masked else f"P{pi}_LOAD"
+                                    m.next = f"P{pi}_LOAD"
                             with m.Else():
                                 m.d.sync += ch_ctr.eq(ch_ctr + 1)
-                                if ps.kind == HEAD:
-                                    m.next = f"P{pi}_HWAIT"
-                                else:
-                                    # the next chunk is accumulating; SpikeLinear's `done` comes at
-                                    # the earliest in this cycle (TL after the last one)
-                                    with m.If(sl.done):
-                                        chunk_done()
-                                    with m.Else():
-                                        m.next = f"P{pi}_ACC"
+                                m.next = f"P{pi}_HWAIT"
                     if ps.kind == HEAD:
                         with m.State(f"P{pi}_HWAIT"):  # the Readout reads acc at S1
                             m.d.sync += sl_start.eq(1)
                             m.next = f"P{pi}_START"
                     if ps.masked:
+                        # from the group's last `done`: its drain (TL) and the pipeline behind it
                         with m.State(f"P{pi}_GWAIT"):
                             m.d.sync += wait.eq(wait + 1)
-                            with m.If(wait == DRAIN_DEPTH - 1):
+                            with m.If(wait == TL + DRAIN_DEPTH - 1):
                                 m.d.sync += wait.eq(0)
                                 m.next = f"P{pi}_LOAD"
                 if ps.kind != KV:
+                    # ENC and HEAD: from the cycle after the last drain cycle; LIN: from the cycle
+                    # after the last `done`, while the engine drains (see the drain engine)
+                    n_flush = DRAIN_DEPTH if ps.kind == LIN else flush_cycles
                     with m.State(f"P{pi}_FLUSH"):
                         m.d.sync += wait.eq(wait + 1)
-                        with m.If(wait == flush_cycles - 1):
+                        with m.If(wait == n_flush - 1):
                             m.d.sync += wait.eq(0)
                             m.next = nxt_begin
             with m.State("T_NEXT"):

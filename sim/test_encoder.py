@@ -19,9 +19,9 @@ by P, several channels per pixel, TSPE (T tables) and shared tables with feedbac
 zero requant shift.
 
 Latency: ``tap_o_valid`` exactly 2 cycles after ``tap_valid``; ``busy`` exactly from the cycle
-after ``start`` for N*chunks*(K+2) + 3 cycles and ``done`` (one pulse) the cycle after, i.e.
-N*chunks*(K+2) + 4 cycles after ``start``, as the STFEncoder docstring and docs/hardware.md
-section 3.4 state.
+after ``start`` for N*chunks*K + 6 cycles (one MAC step per cycle back to back, then the
+4-stage MAC pipeline and the 2-cycle requant drain into E) and ``done`` (one pulse) the cycle
+after, i.e. N*chunks*K + 7 cycles after ``start``, as the STFEncoder docstring states.
 """
 
 import numpy as np
@@ -117,7 +117,7 @@ def _run(sim, seed, waves, cfg, n_random=2):
     rec = forward(art, images)
     pos = art.params["enc.pos"].astype(np.int64)
     gain = art.params["enc.gain"].astype(np.int64)
-    e_cycles = N * chunks * (K + 2)
+    e_cycles = N * chunks * K  # MAC steps, one per cycle
     prog = Program().init(pix_en=0, start=0, tap_valid=0, tap_s=0)
     prog.monitor("tap", valid="tap_o_valid", ports=["tap_x"])
     prog.monitor("busy", valid="busy", ports=[])
@@ -181,11 +181,11 @@ def _check(design, m, cfg, images, rec, taps, seen, e_cycles, seed):
     dones = seen.monitor_cycles("done")
     assert len(dones) == len(images), f"{len(dones)} done pulses for {len(images)} starts"
     busy = set(seen.monitor_cycles("busy"))
-    want_busy = set().union(*(range(s + 1, s + e_cycles + 4) for s in starts))
-    assert busy == want_busy, f"busy differs from start+1 .. start+N*chunks*(K+2)+3 in cycles {sorted(busy ^ want_busy)[:6]}"
+    want_busy = set().union(*(range(s + 1, s + e_cycles + 7) for s in starts))
+    assert busy == want_busy, f"busy differs from start+1 .. start+N*chunks*K+6 in cycles {sorted(busy ^ want_busy)[:6]}"
     lat = [d - s for d, s in zip(dones, starts)]
-    assert lat == [e_cycles + 4] * len(images), \
-        f"done {lat} cycles after start; N*chunks*(K+2) = {e_cycles}, docs/hardware.md 3.4: {e_cycles + 4}"
+    assert lat == [e_cycles + 7] * len(images), \
+        f"done {lat} cycles after start; N*chunks*K = {e_cycles}, STFEncoder docstring: {e_cycles + 7}"
     return lat
 
 

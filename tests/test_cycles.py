@@ -62,24 +62,25 @@ def test_every_spike_driven_pass_has_a_source_in_the_record():
 def test_fixed_parts_digits(hw):
     prog = Program(random_artifact(DIGITS, 0), HW_PRESETS[hw])
     parts = image_cycles(prog)
-    # pixels 8x8, START 1, EMBED N·chD·(K+2) + 4, one T_NEXT per timestep, ARGMAX C + 1
+    # pixels 8x8, START 1, EMBED N·chD·K + 7, one T_NEXT per timestep, ARGMAX C + 1
     assert (parts["pixels"], parts["start"], parts["t_next"], parts["argmax"]) == (64, 1, 4, 11)
-    assert parts["embed"] == {"default": 16 * 1 * 6 + 4, "small": 16 * 4 * 6 + 4}[hw]
+    assert parts["embed"] == {"default": 16 * 1 * 4 + 7, "small": 16 * 4 * 4 + 7}[hw]
     assert parts["total"] == sum(v for k, v in parts.items() if k != "total")
     assert list(parts)[3:-3] == [ps.name for ps in prog.passes]
 
 
 @pytest.mark.parametrize("hw", ["default", "small"])
 def test_lin_pass_formula(hw):
-    """docs/hardware.md 3.2: LIN = 1 + F + Σ_g [TL + 1 + (v_g + 6) + (c−1)·max(v_g + 6, TL) + TL]
-    (+ DRAIN_DEPTH·(G−1) for O): each later chunk overlaps its predecessor's drain."""
+    """docs/hardware.md 3.2: LIN = 1 + DRAIN_DEPTH + Σ_g [TL + 1 + (v_g + 6) + (c−1)·max(v_g + 6, TL)]
+    (+ (TL + DRAIN_DEPTH)·(G−1) for O): each later chunk overlaps its predecessor's drain, the
+    last chunk's drain the next group's load or the pass's end."""
     prog = Program(random_artifact(DIGITS, 0), HW_PRESETS[hw])
     F, TL, G = flush_cycles(prog), prog.TL, prog.groups
     by = {ps.name: ps for ps in prog.passes}
     v = [3, 0, 7, 1][:G]
-    for name, extra in (("b0.qkv", 0), ("b0.fc1", 0), ("b0.fc2", 0), ("b0.o", DRAIN_DEPTH * (G - 1))):
+    for name, extra in (("b0.qkv", 0), ("b0.fc1", 0), ("b0.fc2", 0), ("b0.o", (TL + DRAIN_DEPTH) * (G - 1))):
         c = len(by[name].chunks)
-        want = 1 + F + sum(TL + 1 + (vg + 6) + (c - 1) * max(vg + 6, TL) + TL for vg in v) + extra
+        want = 1 + DRAIN_DEPTH + sum(TL + 1 + (vg + 6) + (c - 1) * max(vg + 6, TL) for vg in v) + extra
         assert pass_cycles(prog, by[name], lambda g: v[g]) == want, name
     c = len(by["head"].chunks)
     assert pass_cycles(prog, by["head"], lambda g: v[g]) == 1 + F + sum(TL + 1 + c * (vg + 7) + c - 1 for vg in v)
