@@ -318,9 +318,9 @@ class Sequencer(wiring.Component):
         memories, the kv thresholds), ``w_data`` truncated to the segment's width. Only while idle.
 
     Latency (cycles per image, dense mode): E: N*chD*K+7; per timestep: ENC N*chD+6;
-    per block QKV 1 + flush + G*(TL+1 + (n+6) + (3chD-1)*max(n+6, TL) + TL) (each later chunk
-    accumulates while its predecessor drains), KV N+1+count+fire, O/FC1/FC2 alike with their
-    chunk counts and fan-ins n (D or H); HEAD G*(TL+1 + chC*(D+6) - 1) + flush (readout "token":
+    per block QKV 1 + DRAIN_DEPTH + G*(TL+1 + (n+6) + (3chD-1)*max(n+6, TL)) (each later chunk
+    accumulates while its predecessor drains; the last drain overlaps the next group or pass),
+    KV N+1+count+fire, O/FC1/FC2 alike with their chunk counts and fan-ins n (D or H); HEAD G*(TL+1 + chC*(D+6) - 1) + flush (readout "token":
     G = N groups of one lane, N*(2 + chC*(D+6) - 1) + flush); argmax C+1.
     Event-driven: n becomes the number of inputs where any token of the group spikes.
     Measured numbers: docs/hardware.md.

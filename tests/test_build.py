@@ -607,7 +607,7 @@ def _replica_flip_flops(tmp_path: Path, il: str, keep: bool) -> int:
 
 
 def test_fanout_replicas_survive_synthesis(tmp_path):
-    """SpikeLinear's per-lane-group copies of its gates, clear and drain moves (hw.common.replicas,
+    """SpikeLinear's per-lane-group copies of its gates, clear, drain-buffer copy and moves (hw.common.replicas,
     hw.common.broadcast) are registers with identical inputs: without KEEP_REPLICAS Yosys folds
     them together; with it (what hw.build runs after reading the design) every copy is a
     flip-flop of its own."""
@@ -620,9 +620,10 @@ def test_fanout_replicas_survive_synthesis(tmp_path):
     il = rtlil.convert(SpikeLinear(8, P, TL, 4, rows), name="top")
     groups = ceil_div(P, LANES_PER_REPLICA)
     idx_bits = 3  # an index into 8 inputs
-    # gates: TL x groups copies; clear and shift: a broadcast tree each, 8 leaves per first-level
-    # copy; the issued input's valid bit and index: a copy per token lane
-    copies = TL * groups + 2 * (ceil_div(TL * groups, 8) + TL * groups) + TL * (1 + idx_bits)
-    assert _replica_flip_flops(tmp_path, il, keep=True) == copies == 22
+    # gates: TL x groups copies; clear, the drain buffer's copy and its moves: a broadcast tree
+    # each, 8 leaves per first-level copy; the issued input's valid bit and index: a copy per
+    # token lane
+    copies = TL * groups + 3 * (ceil_div(TL * groups, 8) + TL * groups) + TL * (1 + idx_bits)
+    assert _replica_flip_flops(tmp_path, il, keep=True) == copies == 27
     # folded: one per value (gates: per token lane) and tree level
-    assert _replica_flip_flops(tmp_path, il, keep=False) == TL + 4 + 1 + idx_bits
+    assert _replica_flip_flops(tmp_path, il, keep=False) == TL + 3 * 2 + 1 + idx_bits
