@@ -34,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--hw-config", default="default", help="HW_PRESETS name, JSON object or JSON file")
     ap.add_argument("--images", type=int, default=0, help="images of the test split (0: all 360)")
     ap.add_argument("--chunk", type=int, default=60, help="images per simulation run")
-    ap.add_argument("--sims", default="verilator,icarus", help="simulators to try, comma-separated")
+    ap.add_argument("--sims", default="verilator",
+                    help="simulators to run, comma-separated (verilator, icarus). Icarus is far slower on the "
+                         "whole network: give it --images")
     ap.add_argument("--seed", type=int, default=0, help="seed of the stream stall pattern (no stalls by default)")
     ap.add_argument("--smoke", action="store_true", help="4 images, Verilator, HW 'small'; no JSON unless --out-dir")
     ap.add_argument("--out-dir", default=None, help=f"where JSON goes (default {RESULTS})")

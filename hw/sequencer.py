@@ -42,13 +42,13 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.attention import SpikeDrivenAttention
-from hw.common import ceil_div, check_fault, pack, sbits, ubits
+from hw.common import ceil_div, check_fault, pack, replicas, sbits, ubits
 from hw.encoder import STFEncoder
 from hw.lif import LIF_LATENCY, LIFArray
 from hw.param_image import SEGMENTS, ParamImage
 from hw.readout import Readout
 from hw.requant import Requant
-from hw.spike_linear import SpikeLinear, pack_matrix
+from hw.spike_linear import LANES_PER_REPLICA, SpikeLinear, pack_matrix
 from model.config import HardwareConfig, ModelConfig
 from quant.artifact import Artifact
 from quant.contract import widths
@@ -403,9 +403,15 @@ class Sequencer(wiring.Component):
         if loadable:
             pwp = pmem.write_port()
             m.d.comb += [pwp.en.eq(seg_en("params")), pwp.addr.eq(self.w_addr), pwp.data.eq(self.w_data[:len(pwp.data)])]
-        m.submodules.residual = umem = memory.Memory(shape=unsigned(P * prog.res_bits), depth=N * chD, init=[])
-        uwp = umem.write_port()
-        urp = umem.read_port()
+        # The residual memory is split by groups of LANES_PER_REPLICA lanes, each with its own
+        # registered copy of the read and write addresses: one address net reaching all P lanes'
+        # LUT RAM was the 64.99 MHz critical path (10.7 ns of routing).
+        u_groups = [range(g, min(P, g + LANES_PER_REPLICA)) for g in range(0, P, LANES_PER_REPLICA)]
+        u_ports = []
+        for gi, lanes in enumerate(u_groups):
+            umem = memory.Memory(shape=unsigned(len(lanes) * prog.res_bits), depth=N * chD, init=[])
+            m.submodules[f"residual{gi}"] = umem
+            u_ports.append((umem.write_port(), umem.read_port()))
 
         def p_bias(word, j):
             return word.word_select(j, cfg.bias_bits).as_signed()
@@ -435,7 +441,7 @@ class Sequencer(wiring.Component):
         d_prow = Signal(range(len(prog.param_rows)))
         t = Signal(range(T))
 
-        m.d.comb += [prp.addr.eq(d_prow), urp.addr.eq(d_uaddr)]
+        m.d.comb += prp.addr.eq(d_prow)
 
         def stage(sig, name):
             r = Signal.like(sig, name=name)
@@ -458,11 +464,17 @@ class Sequencer(wiring.Component):
         theta1 = Signal(data.ArrayLayout(unsigned(prog.theta_bits), P))
         for j in range(P):
             m.d.comb += theta1[j].eq(p_theta(prp.data, j))
-        u1 = Signal(data.ArrayLayout(signed(prog.res_bits), P))
-        m.d.comb += u1.as_value().eq(urp.data)
+        # residual read: address copies registered at S1, data at S2
+        uaddr1 = replicas(m, d_uaddr, len(u_groups), "uaddr1")
+        u2 = Signal(data.ArrayLayout(signed(prog.res_bits), P), name="u2")
+        for gi, lanes in enumerate(u_groups):
+            wp, rp = u_ports[gi]
+            m.d.comb += rp.addr.eq(uaddr1[gi])
+            for i, j in enumerate(lanes):
+                m.d.comb += u2[j].eq(rp.data.word_select(i, prog.res_bits).as_signed())
         # S2
         mode2 = stage(mode1, "mode2")
-        theta2, u2 = stage(theta1, "theta2"), stage(u1, "u2")
+        theta2 = stage(theta1, "theta2")
         # S3
         mode3 = stage(mode2, "mode3")
         theta3, u3 = stage(theta2, "theta3"), stage(u2, "u3")
@@ -481,16 +493,22 @@ class Sequencer(wiring.Component):
 
         meta = {"v": d_valid, "mode": d_mode, "n": d_n, "lane": d_lane, "ch": d_ch, "layer": d_layer,
                 "dest": d_dest, "last": d_last, "mask": d_mask, "uaddr": d_uaddr, "t": t}
-        at3 = {k: v for k, v in meta.items()}
-        for i in range(3):
-            at3 = {k: stage(v, f"{k}_s{i + 1}") for k, v in at3.items()}
+        at2 = {k: v for k, v in meta.items()}
+        for i in range(2):
+            at2 = {k: stage(v, f"{k}_s{i + 1}") for k, v in at2.items()}
+        at3 = {k: stage(v, f"{k}_s3") for k, v in at2.items()}
         mbase1, nch1, n1 = stage(d_mbase, "mbase1"), stage(d_nch, "nch1"), stage(d_n, "n1")
         maddr2 = Signal(range(prog.mdepth), name="maddr_s2")
         m.d.sync += maddr2.eq(mbase1 + n1 * nch1 + ch1)
         at3["maddr"] = stage(maddr2, "maddr_s3")
-        m.d.comb += [uwp.addr.eq(at3["uaddr"]), uwp.en.eq(at3["v"] & (at3["mode"] != MODE_BIAS))]
-        for j in range(P):
-            m.d.comb += uwp.data.word_select(j, prog.res_bits).eq(x3[j])
+        # residual write at S3: address and enable copies per lane group (registered from S2)
+        uwaddr3 = replicas(m, at2["uaddr"], len(u_groups), "uwaddr3")
+        uwen3 = replicas(m, at2["v"] & (at2["mode"] != MODE_BIAS), len(u_groups), "uwen3")
+        for gi, lanes in enumerate(u_groups):
+            wp, rp = u_ports[gi]
+            m.d.comb += [wp.addr.eq(uwaddr3[gi]), wp.en.eq(uwen3[gi])]
+            for i, j in enumerate(lanes):
+                m.d.comb += wp.data.word_select(i, prog.res_bits).eq(x3[j])
         m.d.comb += [lif.i_valid.eq(at3["v"]), lif.i_addr.eq(at3["maddr"]), lif.i_x.eq(x3), lif.i_theta.eq(theta3)]
         at_out = at3  # the stage where the LIF's spikes come out (S3 + LIF_LATENCY)
         for i in range(LIF_STAGE, DRAIN_DEPTH):
