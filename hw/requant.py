@@ -25,6 +25,9 @@ class Requant(wiring.Component):
     lanes : int >= 1
     acc_bits, mult_bits, bias_bits : signed widths of the inputs (>= 2)
     shift : int >= 0         the config's requant_shift (a constant: a wire shift, no logic).
+    input_register : bool    register acc, mult and bias first (one more cycle): the multiplier
+                             blocks sit in fixed columns, and a memory's output routed straight
+                             into them was a 9.5 ns net on the 85F (the Sequencer's drain).
 
     Ports
     -----
@@ -37,13 +40,16 @@ class Requant(wiring.Component):
         Exact: |acc*mult| < 2^(acc_bits+mult_bits-2), shifted and biased it fits the output.
 
     Latency: 2 cycles (the product is registered, the MULT18 output register; then shift + add,
-    registered). Throughput one row per cycle. Bias is registered with the product.
+    registered), 3 with `input_register`. Throughput one row per cycle. Bias is registered with
+    the product.
 
     Resources: `lanes` multipliers acc_bits x mult_bits (one MULT18 each while both are <= 18
-    bits), `lanes` adders of the output width, 2*lanes registers.
+    bits), `lanes` adders of the output width, 2*lanes registers (+ the inputs with
+    `input_register`).
     """
 
-    def __init__(self, lanes: int, acc_bits: int, mult_bits: int, bias_bits: int, shift: int):
+    def __init__(self, lanes: int, acc_bits: int, mult_bits: int, bias_bits: int, shift: int, *,
+                 input_register: bool = False):
         owner = "Requant"
         check_int(owner, "lanes", lanes, 1, 4096)
         check_int(owner, "acc_bits", acc_bits, 2, 48)
@@ -52,7 +58,8 @@ class Requant(wiring.Component):
         check_int(owner, "shift", shift, 0, 62)
         self.lanes, self.shift, self.acc_bits, self.mult_bits = lanes, shift, acc_bits, mult_bits
         self.out_bits = requant_out_bits(acc_bits, mult_bits, bias_bits, shift)
-        self.latency = 2
+        self.input_register = bool(input_register)
+        self.latency = 3 if self.input_register else 2
         super().__init__({
             "i_valid": In(1),
             "i_acc": In(data.ArrayLayout(signed(acc_bits), lanes)),
@@ -64,11 +71,18 @@ class Requant(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        valid, acc, mult, bias = self.i_valid, self.i_acc, self.i_mult, self.i_bias
+        if self.input_register:
+            valid0, acc0 = Signal(name="valid0"), Signal.like(self.i_acc, name="acc0", reset_less=True)
+            mult0 = Signal.like(self.i_mult, name="mult0", reset_less=True)
+            bias0 = Signal.like(self.i_bias, name="bias0", reset_less=True)
+            m.d.sync += [valid0.eq(valid), acc0.eq(acc), mult0.eq(mult), bias0.eq(bias)]
+            valid, acc, mult, bias = valid0, acc0, mult0, bias0
         valid1 = Signal()
         bias1 = Signal.like(self.i_bias)
-        m.d.sync += [valid1.eq(self.i_valid), bias1.eq(self.i_bias), self.o_valid.eq(valid1)]
+        m.d.sync += [valid1.eq(valid), bias1.eq(bias), self.o_valid.eq(valid1)]
         for j in range(self.lanes):
             prod = Signal(signed(self.acc_bits + self.mult_bits), name=f"prod{j}")
-            m.d.sync += prod.eq(self.i_acc[j] * self.i_mult[j])
+            m.d.sync += prod.eq(acc[j] * mult[j])
             m.d.sync += self.o_y[j].eq((prod >> self.shift) + bias1[j])
         return m

@@ -27,9 +27,9 @@ A token group is TL = token_lanes tokens (the last group zero-padded); a chunk i
 output channels. The SpikeLinear reads one weight row per cycle (one input channel, P outputs)
 for all TL tokens at once, then the drain pipeline takes the TL accumulator vectors one per cycle:
 
-    S0 issue (param ROM, residual, encoder tap, plane reads) -> S1 data -> S1..S3 requant /
-    bias add / encoder sum -> S3 x = (u +) y; residual write; LIF in -> S7 spikes (S3 +
-    LIF_LATENCY): plane write, trace record
+    S0 issue (param ROM, encoder tap, plane reads) -> S1 data, residual address -> S1..S4
+    requant (inputs registered) / bias add / encoder sum -> S4 x = (u +) y; residual write; LIF
+    in -> S8 spikes (S4 + LIF_LATENCY): plane write, trace record
 """
 
 from __future__ import annotations
@@ -62,9 +62,10 @@ PLANES = ("enc", "res", "q", "k", "v", "mlp", "fc1")
 # Pass kinds and drain modes.
 ENC, LIN, KV, HEAD = "ENC", "LIN", "KV", "HEAD"
 MODE_ENC, MODE_BIAS, MODE_RQ = 0, 1, 2
-# S0 issue, S1-S3 operands (param/residual reads, requant), the LIF, then the plane write. It is
-# also the drain every pass ends with, which keeps LIFArray's hazard rule (DRAIN_DEPTH > LIF_LATENCY).
-LIF_STAGE = 3
+# S0 issue, S1-S4 operands (param/residual reads, requant with registered inputs), the LIF, then
+# the plane write. It is also the drain every pass ends with, which keeps LIFArray's hazard rule
+# (DRAIN_DEPTH > LIF_LATENCY).
+LIF_STAGE = 4
 DRAIN_DEPTH = LIF_STAGE + LIF_LATENCY
 
 
@@ -384,7 +385,11 @@ class Sequencer(wiring.Component):
                          enc.w_addr.eq(self.w_addr), enc.w_data.eq(self.w_data[:len(enc.w_data)])]
             for i, name in enumerate(("enc.weights", "enc.mult", "enc.bias", "enc.pos", "enc.gain")):
                 m.d.comb += enc.w_en[i].eq(seg_en(name))
-        m.submodules.rq = rq = Requant(P, sl.acc_bits, cfg.mult_bits, cfg.bias_bits, cfg.requant_shift)
+        # inputs registered: the param ROM's multipliers routed straight into the MULT18 columns
+        # were the 58.34 MHz critical path (9.5 ns of routing)
+        m.submodules.rq = rq = Requant(P, sl.acc_bits, cfg.mult_bits, cfg.bias_bits, cfg.requant_shift,
+                                       input_register=True)
+        assert rq.latency == LIF_STAGE - 1  # S1 in, S4 out
         m.submodules.readout = ro = Readout(cfg.classes, P, TL, sl.acc_bits, cfg.bias_bits, prog.wd.logit_bits,
                                             register_every=hw.tree_register_every, fault=self.fault)
         m.d.comb += [self.cls.eq(ro.cls), self.logits.eq(ro.logits)]
@@ -484,12 +489,14 @@ class Sequencer(wiring.Component):
                 m.d.sync += y3[j].eq(enc.tap_x[j])
         with m.Else():
             m.d.sync += y3.eq(y2)
-        x3 = Signal(data.ArrayLayout(signed(prog.x_bits), P))
+        # S4: x = (u +) y, into the LIF and the residual memory
+        mode4, theta4, u4, y4 = stage(mode3, "mode4"), stage(theta3, "theta4"), stage(u3, "u4"), stage(y3, "y4")
+        x4 = Signal(data.ArrayLayout(signed(prog.x_bits), P))
         for j in range(P):
-            with m.If(mode3 == MODE_RQ):
-                m.d.comb += x3[j].eq(u3[j] + rq.o_y[j])  # fits x_bits: |u| <= residual_max
+            with m.If(mode4 == MODE_RQ):
+                m.d.comb += x4[j].eq(u4[j] + rq.o_y[j])  # fits x_bits: |u| <= residual_max
             with m.Else():
-                m.d.comb += x3[j].eq(y3[j])
+                m.d.comb += x4[j].eq(y4[j])
 
         meta = {"v": d_valid, "mode": d_mode, "n": d_n, "lane": d_lane, "ch": d_ch, "layer": d_layer,
                 "dest": d_dest, "last": d_last, "mask": d_mask, "uaddr": d_uaddr, "t": t}
@@ -497,20 +504,21 @@ class Sequencer(wiring.Component):
         for i in range(2):
             at2 = {k: stage(v, f"{k}_s{i + 1}") for k, v in at2.items()}
         at3 = {k: stage(v, f"{k}_s3") for k, v in at2.items()}
+        at4 = {k: stage(v, f"{k}_s4") for k, v in at3.items()}
         mbase1, nch1, n1 = stage(d_mbase, "mbase1"), stage(d_nch, "nch1"), stage(d_n, "n1")
         maddr2 = Signal(range(prog.mdepth), name="maddr_s2")
         m.d.sync += maddr2.eq(mbase1 + n1 * nch1 + ch1)
-        at3["maddr"] = stage(maddr2, "maddr_s3")
-        # residual write at S3: address and enable copies per lane group (registered from S2)
-        uwaddr3 = replicas(m, at2["uaddr"], len(u_groups), "uwaddr3")
-        uwen3 = replicas(m, at2["v"] & (at2["mode"] != MODE_BIAS), len(u_groups), "uwen3")
+        at4["maddr"] = stage(stage(maddr2, "maddr_s3"), "maddr_s4")
+        # residual write at S4: address and enable copies per lane group (registered from S3)
+        uwaddr4 = replicas(m, at3["uaddr"], len(u_groups), "uwaddr4")
+        uwen4 = replicas(m, at3["v"] & (at3["mode"] != MODE_BIAS), len(u_groups), "uwen4")
         for gi, lanes in enumerate(u_groups):
             wp, rp = u_ports[gi]
-            m.d.comb += [wp.addr.eq(uwaddr3[gi]), wp.en.eq(uwen3[gi])]
+            m.d.comb += [wp.addr.eq(uwaddr4[gi]), wp.en.eq(uwen4[gi])]
             for i, j in enumerate(lanes):
-                m.d.comb += wp.data.word_select(i, prog.res_bits).eq(x3[j])
-        m.d.comb += [lif.i_valid.eq(at3["v"]), lif.i_addr.eq(at3["maddr"]), lif.i_x.eq(x3), lif.i_theta.eq(theta3)]
-        at_out = at3  # the stage where the LIF's spikes come out (S3 + LIF_LATENCY)
+                m.d.comb += wp.data.word_select(i, prog.res_bits).eq(x4[j])
+        m.d.comb += [lif.i_valid.eq(at4["v"]), lif.i_addr.eq(at4["maddr"]), lif.i_x.eq(x4), lif.i_theta.eq(theta4)]
+        at_out = at4  # the stage where the LIF's spikes come out (S4 + LIF_LATENCY)
         for i in range(LIF_STAGE, DRAIN_DEPTH):
             at_out = {k: stage(v, f"{k}_s{i + 1}") for k, v in at_out.items()}
         s_out = Signal(P)

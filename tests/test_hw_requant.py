@@ -9,18 +9,19 @@ from quant.contract import requantize, signed_range
 from tests.hw_util import lanes_of, raw, run_sim, seed_for, set_raw
 
 
+@pytest.mark.parametrize("input_register", [False, True])
 @pytest.mark.parametrize("P,acc_bits,mult_bits,bias_bits,shift", [(3, 10, 12, 12, 8), (2, 16, 18, 14, 0), (4, 6, 4, 3, 11)])
-def test_requant_matches_contract(P, acc_bits, mult_bits, bias_bits, shift):
+def test_requant_matches_contract(P, acc_bits, mult_bits, bias_bits, shift, input_register):
     rng = np.random.default_rng(seed_for(f"requant_{acc_bits}_{mult_bits}_{shift}"))
-    dut = Requant(P, acc_bits, mult_bits, bias_bits, shift)
+    dut = Requant(P, acc_bits, mult_bits, bias_bits, shift, input_register=input_register)
     ranges = [signed_range(b) for b in (acc_bits, mult_bits, bias_bits)]
     rows = [tuple(np.full(P, r[0]) for r in ranges), tuple(np.full(P, r[1]) for r in ranges),
             (np.full(P, ranges[0][0]), np.full(P, ranges[1][1]), np.full(P, ranges[2][0]))]
     rows += [tuple(rng.integers(lo, hi + 1, P) for lo, hi in ranges) for _ in range(60)]
-    got = []
+    got, first = [], []
 
     async def bench(ctx):
-        for i in range(len(rows) + 3):
+        for i in range(len(rows) + 4):
             ctx.set(dut.i_valid, i < len(rows))
             if i < len(rows):
                 a, mu, b = rows[i]
@@ -28,13 +29,15 @@ def test_requant_matches_contract(P, acc_bits, mult_bits, bias_bits, shift):
                 set_raw(ctx, dut.i_mult, pack(mu, mult_bits))
                 set_raw(ctx, dut.i_bias, pack(b, bias_bits))
             if ctx.get(dut.o_valid):
+                first.append(i)
                 got.append(lanes_of(raw(ctx, dut.o_y), dut.out_bits, P))
             await ctx.tick()
 
     run_sim(dut, bench)
     want = [requantize(a, mu, shift, b) for a, mu, b in rows]
     np.testing.assert_array_equal(np.array(got), np.array(want))
-    assert dut.latency == 2
+    assert dut.latency == (3 if input_register else 2)
+    assert first[0] == dut.latency and first == list(range(dut.latency, dut.latency + len(rows)))
 
 
 def test_requant_out_bits_and_errors():
