@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Mux, Module, Signal, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.adder_tree import AdderTree, tree_latency
-from hw.common import check_bool, check_fault, check_int, pack, sbits, ubits
+from hw.common import ceil_div, check_bool, check_fault, check_int, pack, replicas, sbits, ubits
 from hw.lif import LIF_LATENCY, LIFArray
+from hw.spike_linear import LANES_PER_REPLICA
 
 __all__ = ["FIRE_LATENCY", "SpikeDrivenAttention", "theta_rows"]
 
@@ -44,7 +45,12 @@ class SpikeDrivenAttention(wiring.Component):
     Ports
     -----
     clear : In(1)               all kv membranes 0 (start of an image).
-    count_clear : In(1)         count <= 0 (start of a block's attention at a timestep).
+    count_clear : In(1)         restart the counts (start of a block's attention at a timestep):
+                                they count the tree outputs from the cycle after `count_clear`
+                                on (its kept copies, one per LANES_PER_REPLICA channels, clear
+                                them then: the FSM decode reaching all D counters was the 54 MHz
+                                critical path). An `i_valid` in the `count_clear` cycle itself
+                                is not counted.
     i_valid : In(1), i_k, i_v : In(ArrayLayout(unsigned(D), rows))
         Add the AND of `rows` token rows to the counts.
     fire : In(1), block : In(range(blocks))
@@ -58,7 +64,8 @@ class SpikeDrivenAttention(wiring.Component):
 
     Latency: count_latency = tree latency + 1; fire_latency = LIF_LATENCY + 2 = 6 (theta read, LIF, kv register).
 
-    Resources: D popcount trees of `rows` inputs, D counters of ubits(N) bits, a D-lane LIF
+    Resources: D popcount trees of `rows` inputs, D counters of ubits(N) bits, ceil(D / 8)
+    kept copies of `count_clear`, a D-lane LIF
     (membranes blocks x D x x_bits), the theta memory blocks x D*theta_bits bits.
     """
 
@@ -105,14 +112,15 @@ class SpikeDrivenAttention(wiring.Component):
         m = Module()
         D, R = self.dim, self.rows
         counts = [Signal(self.count_bits, name=f"count{c}") for c in range(D)]
+        restart = replicas(m, self.count_clear, ceil_div(D, LANES_PER_REPLICA), "attn_count_clear")
         for c in range(D):
             tree = AdderTree(R, register_every=self.register_every, popcount=True, fault=self.fault)
             m.submodules[f"pop{c}"] = tree
             m.d.comb += [tree.i_valid.eq(self.i_valid)]
             for r in range(R):
                 m.d.comb += tree.inputs[r].eq(self.i_k[r][c] & self.i_v[r][c])
-            with m.If(self.count_clear):
-                m.d.sync += counts[c].eq(0)
+            with m.If(restart[c // LANES_PER_REPLICA]):
+                m.d.sync += counts[c].eq(Mux(tree.o_valid, tree.sum, 0))
             with m.Elif(tree.o_valid):
                 m.d.sync += counts[c].eq(counts[c] + tree.sum)
 

@@ -103,7 +103,7 @@ def image_cycles(prog: Program, rec: dict | None = None, b: int = 0) -> dict[str
     n_pix = cfg.image_shape[0] * cfg.image_shape[1] * cfg.image_shape[2]
     # EMBED: STFEncoder.latency_e (one MAC step a cycle, then its MAC_DEPTH pipeline, Requant
     # and `done`; sim/test_encoder.py checks it exactly)
-    embed = N * prog.chD * cfg.patch_dim + STFEncoder.MAC_DEPTH + 3
+    embed = N * prog.chD * cfg.patch_dim + STFEncoder.MAC_DEPTH + STFEncoder.REQUANT_LATENCY + 1
     parts = {"pixels": n_pix, "start": 1, "embed": embed}
     for ps in prog.passes:
         parts[ps.name] = 0

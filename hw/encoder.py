@@ -88,9 +88,10 @@ class STFEncoder(wiring.Component):
     Latency: E: one (token, chunk, patch element) MAC step issued per cycle, M = N * chunks * K
     of them back to back (K = patch elements); the last E row is written MAC_DEPTH = 4 (S0
     addresses -> S1 memory data -> S2 operand registers -> S3 product -> S4 accumulator) +
-    Requant latency 2 = 6 cycles after the last issue. ``busy`` for N * chunks * K + 6 cycles from the cycle after
-    ``start``, ``done`` (one pulse, the cycle after the last E write) N * chunks * K + 7 cycles
-    after ``start`` (`latency_e`); the tap 2 cycles.
+    REQUANT_LATENCY = 3 (input registers, product, output) = 7 cycles after the last issue.
+    ``busy`` for N * chunks * K + 7 cycles from the cycle after ``start``, ``done`` (one pulse,
+    the cycle after the last E write) N * chunks * K + 8 cycles after ``start`` (`latency_e`);
+    the tap 2 cycles.
 
     Resources: P multipliers pixel_bits x weight_bits (LUTs or MULT18), P requant multipliers
     (MULT18), memories: pixels H*W*C x pixel_bits, weights K*chunks x P*weight_bits,
@@ -103,6 +104,9 @@ class STFEncoder(wiring.Component):
 
     # cycles from issuing a MAC step (S0) to its sum being in the accumulator (S4)
     MAC_DEPTH = 4
+    # the E Requant registers its inputs (the mult ROM's output routed straight into the MULT18
+    # columns is the Sequencer's former 58 MHz path, and this one has the same shape)
+    REQUANT_LATENCY = 3
 
     def __init__(self, cfg: ModelConfig, params: dict, lanes: int, *, loadable: bool = False):
         owner = "STFEncoder"
@@ -153,8 +157,10 @@ class STFEncoder(wiring.Component):
     def _requant(self) -> Requant:
         """The E requantizer; __init__ builds one only to read its latency (never elaborated, so
         it is silenced: the encoder's own UnusedElaboratable warning covers an unused encoder)."""
-        rq = Requant(self.lanes, self.acc_bits, self.cfg.mult_bits, self.cfg.bias_bits, self.cfg.requant_shift)
+        rq = Requant(self.lanes, self.acc_bits, self.cfg.mult_bits, self.cfg.bias_bits, self.cfg.requant_shift,
+                     input_register=True)
         rq._MustUse__silence = True
+        assert rq.latency == self.REQUANT_LATENCY
         return rq
 
     def elaborate(self, platform):
