@@ -370,7 +370,8 @@ def _run_script(build_dir: Path, script: str, env: dict, log_path: Path, progres
 def build(*, board_name: str, variant: str | None, artifact_path: str | None, hw_cfg=None,
           clock_mhz: float | None = None, out: Path, force: bool = False, seed: int | None = None,
           shell: bool = False, toolchain: str = "auto", allow_timing_fail: bool = False,
-          router: str = "router2", placer: str = PLACERS[0], progress=None) -> dict:
+          router: str = "router2", placer: str = PLACERS[0], detailed_timing: bool = False,
+          progress=None) -> dict:
     """Build a bitstream; return the report (also written to ``<out>/<board>-<variant>/report.json``).
 
     None takes the board's default (`hw.platforms.Board`): `variant` its ``default_variant``,
@@ -459,6 +460,9 @@ def build(*, board_name: str, variant: str | None, artifact_path: str | None, hw
     nextpnr_opts = ["--report", "nextpnr-report.json", "--timing-allow-fail", "--router", router, "--placer", placer]
     if seed is not None:
         nextpnr_opts += ["--seed", str(seed)]
+    if detailed_timing:
+        # every net's per-sink delay into nextpnr-report.json, for python -m hw.timing
+        nextpnr_opts += ["--detailed-timing-report"]
     env = {**os.environ, **tools}
     skipped = []
     for tool in board.optional_tools:
@@ -519,6 +523,7 @@ def build(*, board_name: str, variant: str | None, artifact_path: str | None, hw
         "timing_met": None,
         "core_clock": None,
         "seed": seed,
+        "detailed_timing": detailed_timing,
         "router": router,
         "placer": placer,
         "skipped_tools": skipped,
@@ -672,6 +677,9 @@ def main(argv=None) -> int:
                     help="nextpnr placer. On the 85F default (same netlist, YoWASP nextpnr): static placed and "
                          "routed in 412 s for 44.8 MHz, heap (timing-driven HeAP) in 517 s for 53.2 MHz; static keeps "
                          "the whole build well inside 10 minutes")
+    ap.add_argument("--detailed-timing", action="store_true",
+                    help="add every net's routed delay per sink to nextpnr-report.json (nextpnr's "
+                         "--detailed-timing-report); python -m hw.timing ranks the slow nets and paths")
     ap.add_argument("--toolchain", choices=("auto", "yowasp", "native"), default="auto",
                     help="auto: native yosys/nextpnr-ecp5/ecppack if all on PATH, else the YoWASP wheels")
     ap.add_argument("--shell", action="store_true",
@@ -715,7 +723,7 @@ def main(argv=None) -> int:
                        hw_cfg=hw_cfg, clock_mhz=args.clock, out=Path(args.out), force=args.force,
                        seed=args.seed, shell=args.shell, toolchain=args.toolchain,
                        allow_timing_fail=args.allow_timing_fail, router=args.router, placer=args.placer,
-                       progress=progress)
+                       detailed_timing=args.detailed_timing, progress=progress)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
