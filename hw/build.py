@@ -461,7 +461,7 @@ def build(*, board_name: str, variant: str | None, artifact_path: str | None, hw
     if seed is not None:
         nextpnr_opts += ["--seed", str(seed)]
     if detailed_timing:
-        # every net's per-sink delay into nextpnr-report.json, for python -m hw.timing
+        # every net's arrival time at each sink, so all slow endpoints can be ranked, not only the worst
         nextpnr_opts += ["--detailed-timing-report"]
     env = {**os.environ, **tools}
     skipped = []
@@ -678,8 +678,8 @@ def main(argv=None) -> int:
                          "routed in 412 s for 44.8 MHz, heap (timing-driven HeAP) in 517 s for 53.2 MHz; static keeps "
                          "the whole build well inside 10 minutes")
     ap.add_argument("--detailed-timing", action="store_true",
-                    help="add every net's routed delay per sink to nextpnr-report.json (nextpnr's "
-                         "--detailed-timing-report); python -m hw.timing ranks the slow nets and paths")
+                    help="add every net's arrival time at each sink to nextpnr-report.json (nextpnr's "
+                         "--detailed-timing-report)")
     ap.add_argument("--toolchain", choices=("auto", "yowasp", "native"), default="auto",
                     help="auto: native yosys/nextpnr-ecp5/ecppack if all on PATH, else the YoWASP wheels")
     ap.add_argument("--shell", action="store_true",
