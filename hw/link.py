@@ -97,9 +97,9 @@ class HostLink(wiring.Component):
         Count of NAKs sent, wrapping (LEDs show it).
 
     Latency: a CLASSIFY's first pixel leaves 3 cycles after its last CRC byte; the RESULT's first
-    byte leaves 2 cycles after ``result.valid``. A LOAD_WEIGHTS chunk's first byte leaves 2 cycles
+    byte leaves 3 cycles after ``result.valid``, then one byte every 2 cycles while ``tx.ready``. A LOAD_WEIGHTS chunk's first byte leaves 2 cycles
     after its last CRC byte, then one byte per cycle while ``wload.ready``; LOADED's first byte
-    leaves 2 cycles after the last byte was taken.
+    leaves 3 cycles after the last byte was taken.
     Resources: one memory of ``pixels`` x ``pixel_bits`` (an EBR, or LUT RAM when small); a
     response register of 8 x max(payload) FF (49 + 4 x spike_layers bytes for 10 classes) and
     its byte mux; the CRC and the FSM: a few hundred LUT4. With `image`: a chunk memory of
@@ -182,6 +182,10 @@ class HostLink(wiring.Component):
         resp = Signal(8 * resp_bytes)
         tx_idx = Signal(range(7 + resp_bytes + 2 + 1))
         tx_crc = Signal(16, init=0xFFFF)
+        tx_byte = Signal(8)           # the byte offered to the UART (chosen the cycle before)
+        tx_full = Signal()            # tx_byte holds the byte at tx_idx
+        tx_in_crc = Signal()          # ... which the CRC covers
+        tx_last = Signal()            # ... which is the frame's last
 
         nak_code = Signal(8)
 
@@ -364,7 +368,11 @@ class HostLink(wiring.Component):
                                              C(image.size, 32)))]
                     m.next = "SEND"
             with m.State("SEND"):
-                # byte at tx_idx: 0,1 sync; 2 ver; 3 cmd; 4 seq; 5,6 len; payload; crc hi, lo
+                # byte at tx_idx: 0,1 sync; 2 ver; 3 cmd; 4 seq; 5,6 len; payload; crc hi, lo.
+                # The byte is chosen into `tx_byte` one cycle and offered the next: the byte mux
+                # feeding the CRC step and the UART's shift register in one cycle was the
+                # link's 15.5 ns path (e9bf161). A UART byte takes 10 bit times, so the extra
+                # cycle per byte costs no throughput.
                 out = Signal(8)
                 pidx = tx_idx - 7
                 with m.If(tx_idx == 0):
@@ -387,12 +395,16 @@ class HostLink(wiring.Component):
                     m.d.comb += out.eq(tx_crc[8:])
                 with m.Else():
                     m.d.comb += out.eq(tx_crc[:8])
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(out)]
-                with m.If(self.tx.ready):
-                    m.d.sync += tx_idx.eq(tx_idx + 1)
-                    with m.If((tx_idx >= 2) & (tx_idx < 7 + resp_len)):
-                        m.d.sync += tx_crc.eq(crc16_update(tx_crc, out))
-                    with m.If(tx_idx == 7 + resp_len + 1):
+                with m.If(~tx_full):
+                    m.d.sync += [tx_byte.eq(out), tx_full.eq(1),
+                                 tx_in_crc.eq((tx_idx >= 2) & (tx_idx < 7 + resp_len)),
+                                 tx_last.eq(tx_idx == 7 + resp_len + 1)]
+                m.d.comb += [self.tx.valid.eq(tx_full), self.tx.payload.eq(tx_byte)]
+                with m.If(tx_full & self.tx.ready):
+                    m.d.sync += [tx_idx.eq(tx_idx + 1), tx_full.eq(0)]
+                    with m.If(tx_in_crc):
+                        m.d.sync += tx_crc.eq(crc16_update(tx_crc, tx_byte))
+                    with m.If(tx_last):
                         m.d.sync += [tx_idx.eq(0), tx_crc.eq(0xFFFF), self.busy.eq(0)]
                         m.next = "HUNT"
         return m
