@@ -20,6 +20,7 @@ import numpy as np
 from hw.adder_tree import tree_latency
 from hw.attention import FIRE_LATENCY
 from hw.encoder import STFEncoder
+from hw.readout import Readout
 from hw.spike_linear import ACC_OVERHEAD, visits
 from hw.sequencer import DRAIN_DEPTH, ENC, HEAD, KV, Program
 
@@ -41,8 +42,8 @@ def pass_sources(cfg) -> dict[str, str]:
 
 
 def flush_cycles(prog: Program) -> int:
-    """FLUSH: long enough for both the LIF drain and the Readout's tree (its latency + 1)."""
-    return max(DRAIN_DEPTH, tree_latency(prog.TL, prog.hw.tree_register_every) + 2)
+    """FLUSH: long enough for both the LIF drain and the Readout (its latency + 1)."""
+    return max(DRAIN_DEPTH, Readout.accumulate_latency(prog.TL, prog.hw.tree_register_every) + 1)
 
 
 def pass_cycles(prog: Program, ps, visited: Callable[[int], int]) -> int:

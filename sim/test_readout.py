@@ -18,7 +18,7 @@ logit, ``T*(N*D*2^(wb-1) + 2^(bias_bits-1))``), ties between two classes that ar
 Checked: the logits exactly at ``done``; ``cls`` = argmax_lowest; ``done`` a one-cycle pulse
 exactly C + 1 cycles after ``start``; the logits in the cycles around the last ``i_valid`` and
 right after ``clear`` equal the sum of exactly those items issued at least `latency` cycles
-earlier (the documented accumulate latency, tree latency + 1); ``cls`` held until the next
+earlier (the documented accumulate latency, tree latency + 2); ``cls`` held until the next
 argmax. The ``tree_input`` fault (drops token lane TL - 1) must be caught.
 """
 
@@ -111,7 +111,7 @@ def _run(sim, seed, waves, cfg, fault=None, n_cases=None):
     _, P, TL, k = cfg
     T, N, D, C = m.timesteps, m.tokens, m.dim, m.classes
     chunks = -(-C // P)
-    lat = tree_latency(TL, k) + 1  # the docstring's accumulate latency
+    lat = tree_latency(TL, k) + 2  # the docstring's accumulate latency
     design = _design(sim, cfg, fault)
     rng = np.random.default_rng(seed)
     cases = _cases(rng, m)[:n_cases]
