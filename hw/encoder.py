@@ -8,6 +8,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.common import ceil_div, check_bool, check_int, delay, pack, replicas, sbits
+from hw.multiplier import MULTIPLIERS, partial_sums
 from hw.requant import Requant
 from hw.spike_linear import LANES_PER_REPLICA
 from model.config import ModelConfig
@@ -108,12 +109,16 @@ class STFEncoder(wiring.Component):
     # columns is the Sequencer's former 58 MHz path, and this one has the same shape)
     REQUANT_LATENCY = 3
 
-    def __init__(self, cfg: ModelConfig, params: dict, lanes: int, *, loadable: bool = False):
+    def __init__(self, cfg: ModelConfig, params: dict, lanes: int, *, loadable: bool = False,
+                 multipliers: str = "dsp"):
         owner = "STFEncoder"
         if not isinstance(cfg, ModelConfig):
             raise TypeError(f"{owner}: cfg must be a ModelConfig, not {type(cfg).__name__}")
         check_int(owner, "lanes", lanes, 1, 4096)
         check_bool(owner, "loadable", loadable)
+        if multipliers not in MULTIPLIERS:
+            raise ValueError(f"{owner}: multipliers must be one of {MULTIPLIERS}, not {multipliers!r}")
+        self.multipliers = multipliers
         for k in ("enc.weight", "enc.mult", "enc.bias", "enc.pos", "enc.gain"):
             if k not in params:
                 raise ValueError(f"{owner}: params lacks {k}; pass an artifact's params")
@@ -158,7 +163,7 @@ class STFEncoder(wiring.Component):
         """The E requantizer; __init__ builds one only to read its latency (never elaborated, so
         it is silenced: the encoder's own UnusedElaboratable warning covers an unused encoder)."""
         rq = Requant(self.lanes, self.acc_bits, self.cfg.mult_bits, self.cfg.bias_bits, self.cfg.requant_shift,
-                     input_register=True)
+                     input_register=True, multipliers=self.multipliers)
         rq._MustUse__silence = True
         assert rq.latency == self.REQUANT_LATENCY
         return rq
@@ -230,7 +235,12 @@ class STFEncoder(wiring.Component):
             g = j // LANES_PER_REPLICA
             w2 = Signal(signed(wb), name=f"mac_w{j}", reset_less=True)  # S2
             prod3 = Signal(signed(prod_bits), name=f"mac_prod{j}", reset_less=True)  # S3
-            m.d.sync += [w2.eq(wrp.data.word_select(j, wb).as_signed()), prod3.eq(pix2[g] * w2)]
+            if self.multipliers == "lut":  # one stage: a short add tree over the narrower operand
+                a, b = (pix2[g], w2) if len(w2) <= len(pix2[g]) else (w2, pix2[g])
+                prod = partial_sums(a, b, 1)[0]
+            else:
+                prod = pix2[g] * w2
+            m.d.sync += [w2.eq(wrp.data.word_select(j, wb).as_signed()), prod3.eq(prod)]
             with m.If(ctl3[g][0]):  # S4
                 m.d.sync += acc[j].eq(Mux(ctl3[g][1], prod3, acc[j] + prod3))
 

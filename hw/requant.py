@@ -7,8 +7,12 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.common import check_int
+from hw.multiplier import MULTIPLIERS, partial_sums
 
-__all__ = ["Requant", "requant_out_bits"]
+__all__ = ["Requant", "requant_out_bits", "LUT_RUN_BITS"]
+
+#: Bits of the multiplier per registered partial sum with multipliers="lut" (a 2-level add tree).
+LUT_RUN_BITS = 4
 
 
 def requant_out_bits(acc_bits: int, mult_bits: int, bias_bits: int, shift: int) -> int:
@@ -28,6 +32,10 @@ class Requant(wiring.Component):
     input_register : bool    register acc, mult and bias first (one more cycle): the multiplier
                              blocks sit in fixed columns, and a memory's output routed straight
                              into them was a 9.5 ns net on the 85F (the Sequencer's drain).
+    multipliers : "dsp" or "lut" "dsp": ``acc * mult`` (a MULT18 per lane); "lut": the product's
+                             partial sums over runs of 4 bits of `mult` registered in place of the
+                             product, added with the shift and bias in the next stage
+                             (hw.multiplier). Same latency and result.
 
     Ports
     -----
@@ -49,13 +57,16 @@ class Requant(wiring.Component):
     """
 
     def __init__(self, lanes: int, acc_bits: int, mult_bits: int, bias_bits: int, shift: int, *,
-                 input_register: bool = False):
+                 input_register: bool = False, multipliers: str = "dsp"):
         owner = "Requant"
         check_int(owner, "lanes", lanes, 1, 4096)
         check_int(owner, "acc_bits", acc_bits, 2, 48)
         check_int(owner, "mult_bits", mult_bits, 2, 36)
         check_int(owner, "bias_bits", bias_bits, 2, 48)
         check_int(owner, "shift", shift, 0, 62)
+        if multipliers not in MULTIPLIERS:
+            raise ValueError(f"{owner}: multipliers must be one of {MULTIPLIERS}, not {multipliers!r}")
+        self.multipliers = multipliers
         self.lanes, self.shift, self.acc_bits, self.mult_bits = lanes, shift, acc_bits, mult_bits
         self.out_bits = requant_out_bits(acc_bits, mult_bits, bias_bits, shift)
         self.input_register = bool(input_register)
@@ -82,7 +93,15 @@ class Requant(wiring.Component):
         bias1 = Signal.like(self.i_bias)
         m.d.sync += [valid1.eq(valid), bias1.eq(bias), self.o_valid.eq(valid1)]
         for j in range(self.lanes):
-            prod = Signal(signed(self.acc_bits + self.mult_bits), name=f"prod{j}")
-            m.d.sync += prod.eq(acc[j] * mult[j])
+            if self.multipliers == "lut":
+                parts = []
+                for g, ps in enumerate(partial_sums(acc[j], mult[j], -(-self.mult_bits // LUT_RUN_BITS))):
+                    part = Signal(signed(self.acc_bits + self.mult_bits), name=f"prod{j}_{g}")
+                    m.d.sync += part.eq(ps)  # |each part| <= |the product's range|
+                    parts.append(part)
+                prod = sum(parts[1:], parts[0])
+            else:
+                prod = Signal(signed(self.acc_bits + self.mult_bits), name=f"prod{j}")
+                m.d.sync += prod.eq(acc[j] * mult[j])
             m.d.sync += self.o_y[j].eq((prod >> self.shift) + bias1[j])
         return m

@@ -365,7 +365,8 @@ class Sequencer(wiring.Component):
 
         # ---- components ------------------------------------------------------------------
         loadable = hw.weights == "loadable"
-        m.submodules.enc = enc = STFEncoder(cfg, prog.artifact.params, P, loadable=loadable)
+        m.submodules.enc = enc = STFEncoder(cfg, prog.artifact.params, P, loadable=loadable,
+                                                  multipliers=hw.multipliers)
         m.d.comb += [enc.pix_en.eq(self.pix_en), enc.pix_addr.eq(self.pix_addr), enc.pix_data.eq(self.pix_data)]
         m.submodules.sl = sl = SpikeLinear(prog.inputs, P, TL, cfg.weight_bits, prog.weight_rows,
                                            event_driven=hw.event_driven, loadable=loadable, banks=hw.input_banks)
@@ -388,7 +389,7 @@ class Sequencer(wiring.Component):
         # inputs registered: the param ROM's multipliers routed straight into the MULT18 columns
         # were the 58.34 MHz critical path (9.5 ns of routing)
         m.submodules.rq = rq = Requant(P, sl.acc_bits, cfg.mult_bits, cfg.bias_bits, cfg.requant_shift,
-                                       input_register=True)
+                                       input_register=True, multipliers=hw.multipliers)
         assert rq.latency == LIF_STAGE - 1  # S1 in, S4 out
         m.submodules.readout = ro = Readout(cfg.classes, P, TL, sl.acc_bits, cfg.bias_bits, prog.wd.logit_bits,
                                             register_every=hw.tree_register_every, fault=self.fault)
@@ -703,6 +704,13 @@ class Sequencer(wiring.Component):
             with m.If(dr_k == TL - 1):
                 m.d.sync += dr_active.eq(0)
 
+        # The image's clear reaches the LIFs, the attention and the Readout one cycle after
+        # `start`, from a register: decoded from the FSM it drove the reset and enable of every
+        # kv membrane bit (16.3 ns at e86cb03). EMBED runs for N*chD*K + 8 cycles before any of
+        # them is used.
+        img_clear = Signal()
+        m.d.sync += img_clear.eq(0)
+        m.d.comb += [lif.clear.eq(img_clear), attn.clear.eq(img_clear), ro.clear.eq(img_clear)]
         m.d.comb += self.busy.eq(1)
         m.d.sync += self.done.eq(0)
         n_pass = len(prog.passes)
@@ -710,7 +718,8 @@ class Sequencer(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.busy.eq(0)
                 with m.If(self.start):
-                    m.d.comb += [lif.clear.eq(1), attn.clear.eq(1), ro.clear.eq(1), enc.start.eq(1), cnt_clear.eq(1)]
+                    m.d.comb += [enc.start.eq(1), cnt_clear.eq(1)]
+                    m.d.sync += img_clear.eq(1)
                     m.d.sync += t.eq(0)
                     m.next = "EMBED"
             with m.State("EMBED"):

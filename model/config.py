@@ -256,10 +256,12 @@ class HardwareConfig(_JSONMixin):
     weights          "baked" (from the artifact, in the bitstream) or "loadable" (write port).
     input_banks      weight memory banks of the spike-driven linear unit, a power of two: inputs
                      visited per cycle (row r in bank r mod input_banks).
+    multipliers      "dsp": products in MULT18X18D blocks; "lut": shift-add in logic, split over
+                     the same pipeline stages (hw.multiplier; no MULT18 path, more LUT4).
     """
 
     # added after hardware configs were recorded in reports: absent means one bank
-    _OMIT_AT_DEFAULT = ("input_banks",)
+    _OMIT_AT_DEFAULT = ("input_banks", "multipliers")
 
     lanes: int = 32
     token_lanes: int = 16
@@ -268,6 +270,7 @@ class HardwareConfig(_JSONMixin):
     clock_mhz: float = 100.0
     weights: str = "baked"
     input_banks: int = 1
+    multipliers: str = "dsp"
 
     def __post_init__(self):
         _check_int("lanes", self.lanes, 1, 1024)
@@ -283,6 +286,7 @@ class HardwareConfig(_JSONMixin):
         object.__setattr__(self, "clock_mhz", float(self.clock_mhz))
         _check_choice("weights", self.weights, ("baked", "loadable"))
         _check_int("input_banks", self.input_banks, 1, 16)
+        _check_choice("multipliers", self.multipliers, ("dsp", "lut"))
         if self.input_banks & (self.input_banks - 1):
             raise ConfigError(f"input_banks must be a power of two (1, 2, 4, 8 or 16), got {self.input_banks}")
 

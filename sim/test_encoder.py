@@ -89,11 +89,12 @@ def _artifact(m: ModelConfig) -> Artifact:
     return Artifact(m, p)
 
 
-def _design(sim, cfg):
+def _design(sim, cfg, multipliers="dsp"):
     m, P = _model_cfg(cfg), cfg[1]
     art = _artifact(m)
-    return runner.build(lambda: encoder.STFEncoder(m, art.params, P), name=f"encoder_{_cfg_id(cfg)}", sim=sim,
-                        key=(repr(cfg), art.checksum)), m, art
+    return runner.build(lambda: encoder.STFEncoder(m, art.params, P, multipliers=multipliers),
+                        name=f"encoder_{_cfg_id(cfg)}_{multipliers}", sim=sim,
+                        key=(repr(cfg), art.checksum, multipliers)), m, art
 
 
 def _images(rng, m, n_random=2):
@@ -107,8 +108,8 @@ def _bits(v):
     return sum(int(b) << j for j, b in enumerate(v))
 
 
-def _run(sim, seed, waves, cfg, n_random=2):
-    design, m, art = _design(sim, cfg)
+def _run(sim, seed, waves, cfg, n_random=2, multipliers="dsp"):
+    design, m, art = _design(sim, cfg, multipliers)
     P = cfg[1]
     T, N, D, K = m.timesteps, m.tokens, m.dim, m.patch_dim
     chunks = -(-D // P)
@@ -189,9 +190,10 @@ def _check(design, m, cfg, images, rec, taps, seen, e_cycles, seed):
     return lat
 
 
+@pytest.mark.parametrize("multipliers", ["dsp", "lut"])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=_cfg_id)
-def test_encoder(sim, seed, waves, cfg):
-    design, m, art, images, rec, taps, seen, e_cycles = _run(sim, seed, waves, cfg)
+def test_encoder(sim, seed, waves, cfg, multipliers):
+    design, m, art, images, rec, taps, seen, e_cycles = _run(sim, seed, waves, cfg, multipliers=multipliers)
     _check(design, m, cfg, images, rec, taps, seen, e_cycles, seed)
     # the all-max image really reached the widest MAC accumulator (channel 0: all most-negative weights)
     from quant.golden import patchify

@@ -212,6 +212,7 @@ HW_BAD = [
     ("clock_mhz", True, "number"),
     ("weights", "flash", "baked, loadable"),
     ("input_banks", 0, "[1, 16]"),
+    ("multipliers", "mult18", "multipliers must be one of"),
     ("input_banks", 3, "power of two"),
     ("input_banks", 2.0, "integer"),
 ]
@@ -254,6 +255,16 @@ def test_one_bank_is_left_out_of_the_json():
     assert small.input_banks == 1 and "input_banks" not in small.to_dict()
     assert HardwareConfig.from_dict(small.to_dict()) == small
     assert HW_PRESETS["default"].to_dict()["input_banks"] == 2
+
+
+def test_dsp_multipliers_are_left_out_of_the_json():
+    """multipliers came after hardware configs were recorded: "dsp" (what every earlier build
+    used) keeps the JSON and hash it had, "lut" is written and changes the hash."""
+    h = HW_PRESETS["default"]
+    assert h.multipliers == "dsp" and "multipliers" not in h.to_dict()
+    lut = h.replace(multipliers="lut")
+    assert lut.to_dict()["multipliers"] == "lut" and lut.hash != h.hash
+    assert HardwareConfig.from_json(lut.to_json()) == lut
 
 
 def test_equal_hardware_configs_have_equal_hashes():

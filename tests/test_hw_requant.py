@@ -9,11 +9,14 @@ from quant.contract import requantize, signed_range
 from tests.hw_util import lanes_of, raw, run_sim, seed_for, set_raw
 
 
+@pytest.mark.parametrize("multipliers", ["dsp", "lut"])
 @pytest.mark.parametrize("input_register", [False, True])
-@pytest.mark.parametrize("P,acc_bits,mult_bits,bias_bits,shift", [(3, 10, 12, 12, 8), (2, 16, 18, 14, 0), (4, 6, 4, 3, 11)])
-def test_requant_matches_contract(P, acc_bits, mult_bits, bias_bits, shift, input_register):
+@pytest.mark.parametrize("P,acc_bits,mult_bits,bias_bits,shift", [(3, 10, 12, 12, 8), (2, 16, 18, 14, 0), (4, 6, 4, 3, 11),
+                                                                  (2, 5, 3, 4, 1)])
+def test_requant_matches_contract(P, acc_bits, mult_bits, bias_bits, shift, input_register, multipliers):
     rng = np.random.default_rng(seed_for(f"requant_{acc_bits}_{mult_bits}_{shift}"))
-    dut = Requant(P, acc_bits, mult_bits, bias_bits, shift, input_register=input_register)
+    dut = Requant(P, acc_bits, mult_bits, bias_bits, shift, input_register=input_register,
+                  multipliers=multipliers)
     ranges = [signed_range(b) for b in (acc_bits, mult_bits, bias_bits)]
     rows = [tuple(np.full(P, r[0]) for r in ranges), tuple(np.full(P, r[1]) for r in ranges),
             (np.full(P, ranges[0][0]), np.full(P, ranges[1][1]), np.full(P, ranges[2][0]))]
@@ -46,3 +49,5 @@ def test_requant_out_bits_and_errors():
         Requant(1, 8, 8, 8, -1)
     with pytest.raises(TypeError, match="lanes"):
         Requant(None, 8, 8, 8, 1)
+    with pytest.raises(ValueError, match="multipliers must be one of"):
+        Requant(1, 8, 8, 8, 1, multipliers="mult18")
