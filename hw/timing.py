@@ -10,7 +10,9 @@ holds every net's arrival time at each of its sinks (``detailed_net_timings``), 
 that are register or RAM inputs (the cells' D/DI/CE/LSR/M ports, a multiplier's A/B...) are the
 ends of timing paths. This tool groups those endpoints by what they are in the design: the
 endpoint cell's name with bit indices and tool suffixes taken off (``core.sl.spikes3`` ->
-``core.sl.spikes#``), its port, and the name group of the net's driver, and ranks the groups by
+``core.sl.spikes#``), its port, and the name group of the net's driver (the cell whose output reaches the endpoint:
+often the path's last LUT, which Yosys names after the signal it computes, so the group says
+which logic cone the path ends through, not where it starts), and ranks the groups by
 their worst arrival, so one build shows every path family that misses a clock goal.
 
 Arrival times are nextpnr's own (``delay`` [min, max] in ns from the launching clock edge to
@@ -46,6 +48,7 @@ _COMB_PORTS = frozenset({"A", "B", "C", "D", "A0", "A1", "B0", "B1", "C0", "C1",
 # CCU2 half; TRELLIS_SLICE in older nextpnr). Their other ports (a slice FF's DI/M/CE/LSR, a
 # LUTRAM's write ports) are endpoints.
 _SUFFIX = re.compile(r"(_TRELLIS_[A-Z0-9_]+|_DP16KD|_MULT18X18D|_ALU54B|\$[^.]*|_LC|_CCU2C?|_LUT4)+$")
+_YOSYS_MADE = re.compile(r"\$(abc|auto|techmap|procdff|procmux|flatten|opt|memory|ternary|eq|ne|logic|reduce|add|sub)\b")
 _INDEX = re.compile(r"\[\d+\]|(?<=[A-Za-z_])\d+(?=$|[._\[])")
 
 
@@ -91,11 +94,19 @@ def cell_group(name: str) -> str:
     """A cell or net name with its bit indices and tool suffixes replaced: the register group.
 
     ``core.sl.spikes3_TRELLIS_FF_Q`` -> ``core.sl.spikes#``; ``core.lif.mem[12]`` ->
-    ``core.lif.mem[#]``; a Yosys-made name (``$abc$123$auto$...``) -> ``$auto``.
+    ``core.lif.mem[#]``; a Yosys-made name (``$abc$123$auto$...``) -> ``$auto``, inside a named
+    scope (``core.$abc$9``) -> ``core.$auto``; an Amaranth-made one keeps its name
+    (``core.$signature__data$12_TRELLIS_FF_Q_3`` -> ``core.$signature__data``).
     """
-    if name.startswith("$"):
-        return "$auto"
-    base = _SUFFIX.sub("", name) or name
+    scope, last = "", name
+    if ".$" in name:
+        cut = name.index(".$") + 1
+        scope, last = name[:cut], name[cut:]
+    if last.startswith("$"):
+        if _YOSYS_MADE.match(last):  # a Yosys-made cell: nothing of the design's names left
+            return scope + "$auto"
+        scope, last = scope + "$", last[1:]  # an Amaranth-made name, e.g. $signature__data$12
+    base = scope + (_SUFFIX.sub("", last) or last)
     return _INDEX.sub(lambda m: "[#]" if m.group(0).startswith("[") else "#", base)
 
 

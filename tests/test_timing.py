@@ -30,6 +30,8 @@ def _net(driver, net, *endpoints):
     ("core.lif.mem[12]", "core.lif.mem[#]"),
     ("core.rq.prod$123", "core.rq.prod"),
     ("$abc$4567$auto$blifparse.cc:396", "$auto"),
+    ("core.top.core.$abc$77$auto$blifparse.cc:396", "core.top.core.$auto"),
+    ("core.$signature__data$123_TRELLIS_FF_Q_19", "core.$signature__data"),
     ("link.tx", "link.tx"),
     ("core.lif2.v1", "core.lif#.v#"),
 ])
