@@ -115,7 +115,7 @@ class AdderTree(wiring.Component):
             shape = unsigned(lvl + 1) if self.popcount else signed(self.width + lvl)
             nxt = []
             for i in range(0, len(level), 2):
-                s = Signal(shape, name=f"l{lvl}_{i // 2}")
+                s = Signal(shape, name=f"l{lvl}_{i // 2}", reset_less=bool(reg))  # data: no reset net
                 val = level[i] + level[i + 1] if i + 1 < len(level) else level[i]
                 (m.d.sync if reg else m.d.comb).__iadd__(s.eq(val))
                 nxt.append(s)

@@ -62,10 +62,10 @@ def pass_cycles(prog: Program, ps, visited: Callable[[int], int]) -> int:
         total = 1 + flush                                                # BEGIN, FLUSH
         for g in range(G):
             v = visited(g)
-            total += TL + 1                                              # LOAD, LOADW
+            total += TL + 2                                              # LOAD, LOADW, LOADW2
             total += nch * (1 + v + ACC_OVERHEAD + 1) + (nch - 1)        # START, ACC, DRAIN; HWAIT
         return total
-    # LIN: BEGIN; per group LOAD, LOADW, START and ACC up to the first chunk's `done`, each
+    # LIN: BEGIN; per group LOAD, LOADW, LOADW2, START and ACC up to the first chunk's `done`, each
     # later chunk starting as its predecessor drains and done max(v + 6, TL) after it (SpikeLinear
     # holds `done` until the drain buffer is free); the drain engine drains the group's last
     # chunk while the next group loads (O: GWAIT, TL + DRAIN_DEPTH, first) or, after the last
@@ -73,7 +73,7 @@ def pass_cycles(prog: Program, ps, visited: Callable[[int], int]) -> int:
     total = 1 + DRAIN_DEPTH
     for g in range(G):
         v = visited(g)
-        total += TL + 1 + (1 + v + ACC_OVERHEAD) + (nch - 1) * max(v + ACC_OVERHEAD + 1, TL)
+        total += TL + 2 + (1 + v + ACC_OVERHEAD) + (nch - 1) * max(v + ACC_OVERHEAD + 1, TL)
         if ps.masked and g < G - 1:
             total += TL + DRAIN_DEPTH                                    # GWAIT (O pass)
     return total

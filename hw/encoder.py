@@ -300,9 +300,11 @@ class STFEncoder(wiring.Component):
         v1 = Signal()
         m.d.comb += s1.eq(self.tap_s)  # arrives one cycle after tap_valid, with the memories' data
         m.d.sync += [v1.eq(self.tap_valid), self.tap_o_valid.eq(v1)]
+        tap_x = Signal.like(self.tap_x, name="tap_x_r", reset_less=True)  # data: no reset net
+        m.d.comb += self.tap_x.eq(tap_x)
         for j in range(P):
             e = erp.data.word_select(j, self.e_bits).as_signed()
             pos = posrp.data.word_select(j, cfg.pos_bits).as_signed()
             g = grp.data.word_select(j, cfg.feedback_bits).as_signed()
-            m.d.sync += self.tap_x[j].eq(e + pos + Mux(s1[j], g, 0))
+            m.d.sync += tap_x[j].eq(e + pos + Mux(s1[j], g, 0))
         return m

@@ -152,7 +152,6 @@ class HostLink(wiring.Component):
         image = self.image
         resp_bytes = max(result_len, len(ident_bytes), 2, Loaded.length_bytes() if image is not None else 0)
         assert resp_bytes < 256  # the LEN_HI byte of every response is 0
-        pidx_bits = max(1, (resp_bytes - 1).bit_length())
 
         m.submodules.mem = mem = Memory(shape=unsigned(ident.pixel_bits), depth=npix, init=[])
         wr = mem.write_port()
@@ -179,7 +178,7 @@ class HostLink(wiring.Component):
         # --- response side ---------------------------------------------------------------
         resp_cmd = Signal(8)
         resp_len = Signal(range(resp_bytes + 1))
-        resp = Signal(8 * resp_bytes)
+        resp = Signal(8 * resp_bytes, reset_less=True)  # loaded before each send: no reset net
         tx_idx = Signal(range(7 + resp_bytes + 2 + 1))
         tx_crc = Signal(16, init=0xFFFF)
         tx_byte = Signal(8)           # the byte offered to the UART (chosen the cycle before)
@@ -374,7 +373,6 @@ class HostLink(wiring.Component):
                 # link's 15.5 ns path (e9bf161). A UART byte takes 10 bit times, so the extra
                 # cycle per byte costs no throughput.
                 out = Signal(8)
-                pidx = tx_idx - 7
                 with m.If(tx_idx == 0):
                     m.d.comb += out.eq(SYNC[0])
                 with m.Elif(tx_idx == 1):
@@ -390,7 +388,11 @@ class HostLink(wiring.Component):
                 with m.Elif(tx_idx == 6):
                     m.d.comb += out.eq(0)
                 with m.Elif(tx_idx < 7 + resp_len):
-                    m.d.comb += out.eq(resp.word_select(pidx[:pidx_bits], 8))
+                    # the payload leaves as a shift register, byte 0 first: a resp_bytes:1
+                    # byte mux in front of tx_byte was a 15.7 ns path on the 85F
+                    m.d.comb += out.eq(resp[:8])
+                    with m.If(~tx_full):
+                        m.d.sync += resp.eq(resp >> 8)
                 with m.Elif(tx_idx == 7 + resp_len):
                     m.d.comb += out.eq(tx_crc[8:])
                 with m.Else():

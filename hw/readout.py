@@ -93,13 +93,14 @@ class Readout(wiring.Component):
         lat = trees[0].latency
         ch, bias, add_bias = self.i_ch, self.i_bias, self.i_add_bias
         for i in range(lat):  # the chunk index and bias travel with the tree
-            ch2, bias2, ab2 = Signal.like(ch, name=f"ch_d{i}"), Signal.like(bias, name=f"bias_d{i}"), Signal(name=f"ab_d{i}")
+            ch2, bias2, ab2 = (Signal.like(ch, name=f"ch_d{i}", reset_less=True),
+                             Signal.like(bias, name=f"bias_d{i}", reset_less=True), Signal(name=f"ab_d{i}", reset_less=True))
             m.d.sync += [ch2.eq(ch), bias2.eq(bias), ab2.eq(add_bias)]
             ch, bias, add_bias = ch2, bias2, ab2
         # One more stage adds the bias to the tree's sum and decodes the chunk, so a logit
         # register sees one two-input add under a registered enable (the three-input add behind
         # the chunk compare was a 13.3 ns path at e9bf161).
-        addend = [Signal(signed(len(trees[j].sum) + 1), name=f"addend{j}") for j in range(P)]
+        addend = [Signal(signed(len(trees[j].sum) + 1), name=f"addend{j}", reset_less=True) for j in range(P)]
         for j in range(P):
             m.d.sync += addend[j].eq(trees[j].sum + Mux(add_bias, bias[j], 0))
         hit = Signal(self.chunks)
@@ -116,9 +117,9 @@ class Readout(wiring.Component):
         # a C:1 mux on `idx` in front of the compare and `cls`'s enable was the critical path
         # (15.56 ns at e9bf161). `queue[i]` holds logit idx + i.
         idx = Signal(range(C + 1))
-        best = Signal(signed(self.logit_bits))
+        best = Signal(signed(self.logit_bits), reset_less=True)  # loaded at the scan's start
         running = Signal()
-        queue = [Signal(signed(self.logit_bits), name=f"queue{i}") for i in range(C - 1)]
+        queue = [Signal(signed(self.logit_bits), name=f"queue{i}", reset_less=True) for i in range(C - 1)]
         m.d.sync += self.done.eq(0)
         with m.If(self.start):
             m.d.sync += [running.eq(1), idx.eq(1), best.eq(self.logits[0]), self.cls.eq(0)]

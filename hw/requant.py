@@ -90,18 +90,20 @@ class Requant(wiring.Component):
             m.d.sync += [valid0.eq(valid), acc0.eq(acc), mult0.eq(mult), bias0.eq(bias)]
             valid, acc, mult, bias = valid0, acc0, mult0, bias0
         valid1 = Signal()
-        bias1 = Signal.like(self.i_bias)
+        bias1 = Signal.like(self.i_bias, reset_less=True)
         m.d.sync += [valid1.eq(valid), bias1.eq(bias), self.o_valid.eq(valid1)]
+        y = Signal.like(self.o_y, name="y", reset_less=True)  # data: no reset net (see LIFArray)
+        m.d.comb += self.o_y.eq(y)
         for j in range(self.lanes):
             if self.multipliers == "lut":
                 parts = []
                 for g, ps in enumerate(partial_sums(acc[j], mult[j], -(-self.mult_bits // LUT_RUN_BITS))):
-                    part = Signal(signed(self.acc_bits + self.mult_bits), name=f"prod{j}_{g}")
+                    part = Signal(signed(self.acc_bits + self.mult_bits), name=f"prod{j}_{g}", reset_less=True)
                     m.d.sync += part.eq(ps)  # |each part| <= |the product's range|
                     parts.append(part)
                 prod = sum(parts[1:], parts[0])
             else:
-                prod = Signal(signed(self.acc_bits + self.mult_bits), name=f"prod{j}")
+                prod = Signal(signed(self.acc_bits + self.mult_bits), name=f"prod{j}", reset_less=True)
                 m.d.sync += prod.eq(acc[j] * mult[j])
-            m.d.sync += self.o_y[j].eq((prod >> self.shift) + bias1[j])
+            m.d.sync += y[j].eq((prod >> self.shift) + bias1[j])
         return m

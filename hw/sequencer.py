@@ -319,10 +319,10 @@ class Sequencer(wiring.Component):
         memories, the kv thresholds), ``w_data`` truncated to the segment's width. Only while idle.
 
     Latency (cycles per image, dense mode): E: N*chD*K+7; per timestep: ENC N*chD+6;
-    per block QKV 1 + DRAIN_DEPTH + G*(TL+1 + (n+6) + (3chD-1)*max(n+6, TL)) (each later chunk
+    per block QKV 1 + DRAIN_DEPTH + G*(TL+2 + (n+6) + (3chD-1)*max(n+6, TL)) (each later chunk
     accumulates while its predecessor drains; the last drain overlaps the next group or pass),
-    KV N+1+count+fire, O/FC1/FC2 alike with their chunk counts and fan-ins n (D or H); HEAD G*(TL+1 + chC*(D+6) - 1) + flush (readout "token":
-    G = N groups of one lane, N*(2 + chC*(D+6) - 1) + flush); argmax C+1.
+    KV N+1+count+fire, O/FC1/FC2 alike with their chunk counts and fan-ins n (D or H); HEAD G*(TL+2 + chC*(D+6) - 1) + flush (readout "token":
+    G = N groups of one lane, N*(3 + chC*(D+6) - 1) + flush); argmax C+1.
     Event-driven: n becomes the number of inputs where any token of the group spikes.
     Measured numbers: docs/hardware.md.
 
@@ -449,20 +449,22 @@ class Sequencer(wiring.Component):
 
         m.d.comb += prp.addr.eq(d_prow)
 
-        def stage(sig, name):
-            r = Signal.like(sig, name=name)
+        # Data registers are reset-less (`data_reg=True`): only valid bits and modes need the reset,
+        # and the reset net to every pipeline bit was a 15k-fanout, 14 ns net on the 85F.
+        def stage(sig, name, data_reg=False):
+            r = Signal.like(sig, name=name, reset_less=data_reg)
             m.d.sync += r.eq(sig)
             return r
 
         # S1
         v1, mode1, ch1, t1 = stage(d_valid, "v1"), stage(d_mode, "mode1"), stage(d_ch, "ch1"), stage(t, "t1")
-        acc1 = stage(sl.drained, "acc1")
+        acc1 = stage(sl.drained, "acc1", data_reg=True)
         enc_rp = planes[PL_ENC][0]
         s_prev = Signal(P)
         m.d.comb += s_prev.eq(enc_rp.data.word_select(ch1, P) & (t1 != 0).replicate(P))
         m.d.comb += enc.tap_s.eq(s_prev)
         m.d.comb += rq.i_valid.eq(v1 & (mode1 == MODE_RQ))
-        y2 = Signal(data.ArrayLayout(signed(prog.x_bits), P))
+        y2 = Signal(data.ArrayLayout(signed(prog.x_bits), P), reset_less=True)
         for j in range(P):
             m.d.comb += [rq.i_acc[j].eq(acc1[j]), rq.i_mult[j].eq(p_mult(prp.data, j)),
                          rq.i_bias[j].eq(p_bias(prp.data, j))]
@@ -480,18 +482,19 @@ class Sequencer(wiring.Component):
                 m.d.comb += u2[j].eq(rp.data.word_select(i, prog.res_bits).as_signed())
         # S2
         mode2 = stage(mode1, "mode2")
-        theta2 = stage(theta1, "theta2")
+        theta2 = stage(theta1, "theta2", data_reg=True)
         # S3
         mode3 = stage(mode2, "mode3")
-        theta3, u3 = stage(theta2, "theta3"), stage(u2, "u3")
-        y3 = Signal.like(y2, name="y3")
+        theta3, u3 = stage(theta2, "theta3", data_reg=True), stage(u2, "u3", data_reg=True)
+        y3 = Signal.like(y2, name="y3", reset_less=True)
         with m.If(mode2 == MODE_ENC):
             for j in range(P):
                 m.d.sync += y3[j].eq(enc.tap_x[j])
         with m.Else():
             m.d.sync += y3.eq(y2)
         # S4: x = (u +) y, into the LIF and the residual memory
-        mode4, theta4, u4, y4 = stage(mode3, "mode4"), stage(theta3, "theta4"), stage(u3, "u4"), stage(y3, "y4")
+        mode4, theta4, u4, y4 = (stage(mode3, "mode4"), stage(theta3, "theta4", data_reg=True), stage(u3, "u4", data_reg=True),
+                                 stage(y3, "y4", data_reg=True))
         x4 = Signal(data.ArrayLayout(signed(prog.x_bits), P))
         for j in range(P):
             with m.If(mode4 == MODE_RQ):
@@ -645,8 +648,16 @@ class Sequencer(wiring.Component):
         loaded = Signal(prog.inputs)
         m.d.comb += loaded.eq(Mux(load_masked, attn.attn, src_data))
         valid_row = load_n1 < N
-        m.d.comb += [sl.load_en.eq(load1), sl.load_lane.eq(load_lane1), sl.load_solo.eq(load_solo1),
-                     sl.load_row.eq(Mux(valid_row, loaded, 0))]
+        # The row goes to SpikeLinear one cycle later, registered: plane read -> plane mux ->
+        # attention mask -> the TL x n spike registers was one 14-16 ns path on the 85F.
+        load2 = Signal()
+        load_lane2 = Signal.like(load_lane1)
+        load_solo2 = Signal()
+        load_row2 = Signal(prog.inputs)
+        m.d.sync += [load2.eq(load1), load_lane2.eq(load_lane1), load_solo2.eq(load_solo1),
+                     load_row2.eq(Mux(valid_row, loaded, 0))]
+        m.d.comb += [sl.load_en.eq(load2), sl.load_lane.eq(load_lane2), sl.load_solo.eq(load_solo2),
+                     sl.load_row.eq(load_row2)]
         if self.trace_enabled:
             attn_ids = Array([prog.layers.index(f"b{l}.attn") for l in range(cfg.blocks)])
             with m.If(load1 & load_masked & valid_row):
@@ -789,7 +800,9 @@ class Sequencer(wiring.Component):
                             m.d.sync += load_solo1.eq(1)
                         with m.If(k_ctr == g_lanes - 1):
                             m.next = f"P{pi}_LOADW"
-                    with m.State(f"P{pi}_LOADW"):
+                    with m.State(f"P{pi}_LOADW"):  # the last row is in the load register
+                        m.next = f"P{pi}_LOADW2"
+                    with m.State(f"P{pi}_LOADW2"):  # ... and goes into SpikeLinear
                         m.d.sync += sl_start.eq(1)
                         m.next = f"P{pi}_START"
                     def drive_start():

@@ -177,7 +177,9 @@ class SpikeLinear(wiring.Component):
                 m.d.comb += [wp.en.eq(self.w_en & (self.w_addr[:lb] == b if lb else 1)),
                              wp.addr.eq(self.w_addr[lb:]), wp.data.eq(self.w_data)]
 
-        spikes = [Signal(n, name=f"spikes{k}") for k in range(TL)]
+        # Every pass loads all TL lanes (or zeroes them under load_solo) before its start, so the
+        # spike registers need no reset (the reset net was a 15k-fanout 14 ns net on the 85F).
+        spikes = [Signal(n, name=f"spikes{k}", reset_less=True) for k in range(TL)]
         with m.If(self.load_en):
             for k in range(TL):
                 with m.If(self.load_lane == k):
@@ -209,7 +211,7 @@ class SpikeLinear(wiring.Component):
             for i in range(n):
                 m.d.comb += in_range[i].eq(i < self.n_in)
             for b in range(B):
-                pending = Signal(n, name=f"pending{b}")
+                pending = Signal(n, name=f"pending{b}")  # reset: `issue` reads it
                 onehot = Signal(n, name=f"onehot{b}")
                 m.d.comb += onehot.eq(pending & (~pending + 1)[:n])  # lowest set bit
                 for bit in range(len(idx0[b])):

@@ -121,6 +121,10 @@ class Top(wiring.Component):
         take_byte = Signal()
         if self.hw_cfg.weights == "loadable":
             self._elaborate_wload(m, core, take_byte)
+        # The payload is held in a reset-less register (read only under result.valid): a reset
+        # net to its ~300 bits was part of a 15k-fanout reset net on the 85F.
+        payload = Signal.like(self.result.payload, name="result_payload", reset_less=True)
+        m.d.comb += self.result.payload.eq(payload)
         with m.FSM():
             with m.State("LOAD"):
                 m.d.comb += self.pixels.ready.eq(1)
@@ -139,9 +143,9 @@ class Top(wiring.Component):
                 m.next = "RUN"
             with m.State("RUN"):
                 with m.If(core.done):
-                    m.d.sync += [counting.eq(0), self.result.valid.eq(1), self.result.payload.cls.eq(core.cls),
-                                 self.result.payload.logits.eq(core.logits), self.result.payload.cycles.eq(cycles),
-                                 self.result.payload.spikes.eq(core.spike_counts)]
+                    m.d.sync += [counting.eq(0), self.result.valid.eq(1), payload.cls.eq(core.cls),
+                                 payload.logits.eq(core.logits), payload.cycles.eq(cycles),
+                                 payload.spikes.eq(core.spike_counts)]
                     m.next = "OUT"
             with m.State("OUT"):
                 with m.If(self.result.ready):

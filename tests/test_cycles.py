@@ -71,7 +71,7 @@ def test_fixed_parts_digits(hw):
 
 @pytest.mark.parametrize("hw", ["default", "small"])
 def test_lin_pass_formula(hw):
-    """docs/hardware.md 3.2: LIN = 1 + DRAIN_DEPTH + Σ_g [TL + 1 + (v_g + 6) + (c−1)·max(v_g + 6, TL)]
+    """docs/hardware.md 3.2: LIN = 1 + DRAIN_DEPTH + Σ_g [TL + 2 + (v_g + 6) + (c−1)·max(v_g + 6, TL)]
     (+ (TL + DRAIN_DEPTH)·(G−1) for O): each later chunk overlaps its predecessor's drain, the
     last chunk's drain the next group's load or the pass's end."""
     prog = Program(random_artifact(DIGITS, 0), HW_PRESETS[hw])
@@ -80,22 +80,22 @@ def test_lin_pass_formula(hw):
     v = [3, 0, 7, 1][:G]
     for name, extra in (("b0.qkv", 0), ("b0.fc1", 0), ("b0.fc2", 0), ("b0.o", (TL + DRAIN_DEPTH) * (G - 1))):
         c = len(by[name].chunks)
-        want = 1 + DRAIN_DEPTH + sum(TL + 1 + (vg + 6) + (c - 1) * max(vg + 6, TL) for vg in v) + extra
+        want = 1 + DRAIN_DEPTH + sum(TL + 2 + (vg + 6) + (c - 1) * max(vg + 6, TL) for vg in v) + extra
         assert pass_cycles(prog, by[name], lambda g: v[g]) == want, name
     c = len(by["head"].chunks)
-    assert pass_cycles(prog, by["head"], lambda g: v[g]) == 1 + F + sum(TL + 1 + c * (vg + 7) + c - 1 for vg in v)
+    assert pass_cycles(prog, by["head"], lambda g: v[g]) == 1 + F + sum(TL + 2 + c * (vg + 7) + c - 1 for vg in v)
 
 
 @pytest.mark.parametrize("hw", ["default", "small"])
 def test_per_token_head_pass_formula(hw):
-    """Readout "token": N groups of one token: HEAD = 1 + F + Σ_n [2 + c·(v_n + 7) + c − 1]."""
+    """Readout "token": N groups of one token: HEAD = 1 + F + Σ_n [3 + c·(v_n + 7) + c − 1]."""
     assert FMNIST.readout == "token"
     prog = Program(random_artifact(FMNIST, 0), HW_PRESETS[hw])
     head = next(ps for ps in prog.passes if ps.kind == HEAD)
     assert head.per_token and prog.pass_groups(head) == FMNIST.tokens and prog.group_lanes(head) == 1
     F, c = flush_cycles(prog), len(head.chunks)
     v = [(7 * n) % 13 for n in range(FMNIST.tokens)]
-    want = 1 + F + sum(2 + c * (vn + 7) + c - 1 for vn in v)
+    want = 1 + F + sum(3 + c * (vn + 7) + c - 1 for vn in v)
     assert pass_cycles(prog, head, lambda g: v[g]) == want
     # token n's weights follow token n-1's: N blocks of chC·D rows
     assert len(prog.weight_rows) == prog.image.segment("weights").depth
