@@ -97,8 +97,8 @@ class STFEncoder(wiring.Component):
     Resources: P multipliers pixel_bits x weight_bits (LUTs or MULT18), P requant multipliers
     (MULT18), memories: pixels H*W*C x pixel_bits, weights K*chunks x P*weight_bits,
     E N*chunks x P*e_bits, P table (T or 1)*N*chunks x P*pos_bits, gain/mult/bias chunks rows.
-    MAC pipeline registers: ceil(P / LANES_PER_REPLICA) kept pixel copies (pixel_bits each) and
-    accumulator controls (2 bits each), P weights (weight_bits), P products (pixel_bits +
+    MAC pipeline registers: P kept pixel copies (pixel_bits each), ceil(P / LANES_PER_REPLICA)
+    kept accumulator controls (2 bits each), P weights (weight_bits), P products (pixel_bits +
     weight_bits), P accumulators (acc_bits); the step's valid / first / last / chunk per stage and
     the E row delayed MAC_DEPTH + 2 cycles.
     """
@@ -200,7 +200,7 @@ class STFEncoder(wiring.Component):
         # carries valid, first (k == 0), last (k == K-1), its chunk and its E row down the pipeline:
         #   S0 issue: pixel memory / weight ROM addresses
         #   S1 their data (registered read ports)
-        #   S2 the pixel in one kept copy per LANES_PER_REPLICA lanes (no net from one read port
+        #   S2 the pixel in one kept copy per lane (no net from one read port
         #      to all P multipliers across the chip) and each lane's weight
         #   S3 each lane's product (the multiplier alone between registers)
         #   S4 acc <= prod (first) or acc + prod: after a last product acc holds the pair's sum for
@@ -224,7 +224,9 @@ class STFEncoder(wiring.Component):
                 m.d.sync += first[i].eq(first[i - 1])
 
         groups = ceil_div(P, LANES_PER_REPLICA)
-        pix2 = replicas(m, prp.data, groups, "enc_pix")  # S2
+        # one copy per lane, placed beside its MULT18: a copy per 8 lanes reached MULT18s in
+        # different rows of the DSP columns (16.5 ns through the multiplier, 85F static placer)
+        pix2 = replicas(m, prp.data, P, "enc_pix")  # S2
         # S3 accumulator control, one kept copy per lane group (valid, first) like the pixel: one
         # register would drive the enables and muxes of all P accumulators across the chip
         ctl3 = replicas(m, Cat(valid[2], first[2]), groups, "enc_acc_ctl")
@@ -236,10 +238,10 @@ class STFEncoder(wiring.Component):
             w2 = Signal(signed(wb), name=f"mac_w{j}", reset_less=True)  # S2
             prod3 = Signal(signed(prod_bits), name=f"mac_prod{j}", reset_less=True)  # S3
             if self.multipliers == "lut":  # one stage: a short add tree over the narrower operand
-                a, b = (pix2[g], w2) if len(w2) <= len(pix2[g]) else (w2, pix2[g])
+                a, b = (pix2[j], w2) if len(w2) <= len(pix2[j]) else (w2, pix2[j])
                 prod = partial_sums(a, b, 1)[0]
             else:
-                prod = pix2[g] * w2
+                prod = pix2[j] * w2
             m.d.sync += [w2.eq(wrp.data.word_select(j, wb).as_signed()), prod3.eq(prod)]
             with m.If(ctl3[g][0]):  # S4
                 m.d.sync += acc[j].eq(Mux(ctl3[g][1], prod3, acc[j] + prod3))

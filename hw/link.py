@@ -19,6 +19,7 @@ from amaranth.lib.wiring import In, Out
 from boards.protocol import (
     LOAD_CHUNK_MAX, LOAD_HEADER_LEN, MAX_PAYLOAD, SYNC, VERSION, Cmd, Identity, Loaded, Nak, Result, RESPONSE_BIT,
 )
+from hw.common import ceil_div, replicas
 
 __all__ = ["HostLink", "crc16_update", "pixel_layout", "result_layout", "LOGIT_BITS"]
 
@@ -60,6 +61,12 @@ def result_layout(classes: int, spike_layers: int = 0) -> data.StructLayout:
     return data.StructLayout(fields)
 
 
+#: What the response register does in a cycle (HostLink's resp_op): keep, shift a byte out, load.
+_RESP_OPS = ("hold", "shift", "nak", "identity", "result", "loaded")
+#: Bytes of the response register per kept copy of its operation (a copy drives 64 enables).
+RESP_SLICE_BYTES = 8
+
+
 def _const_bytes(b: bytes) -> Const:
     return Const(int.from_bytes(b, "little"), 8 * max(1, len(b)))
 
@@ -97,12 +104,12 @@ class HostLink(wiring.Component):
         Count of NAKs sent, wrapping (LEDs show it).
 
     Latency: a CLASSIFY's first pixel leaves 3 cycles after its last CRC byte; the RESULT's first
-    byte leaves 3 cycles after ``result.valid``, then one byte every 2 cycles while ``tx.ready``. A LOAD_WEIGHTS chunk's first byte leaves 2 cycles
+    byte leaves 4 cycles after ``result.valid`` (taken with ``result.ready`` in the second), then one byte every 2 cycles while ``tx.ready``. A LOAD_WEIGHTS chunk's first byte leaves 2 cycles
     after its last CRC byte, then one byte per cycle while ``wload.ready``; LOADED's first byte
     leaves 3 cycles after the last byte was taken.
     Resources: one memory of ``pixels`` x ``pixel_bits`` (an EBR, or LUT RAM when small); a
-    response register of 8 x max(payload) FF (49 + 4 x spike_layers bytes for 10 classes) and
-    its byte mux; the CRC and the FSM: a few hundred LUT4. With `image`: a chunk memory of
+    response shift register of 8 x max(payload) FF (49 + 4 x spike_layers bytes for 10 classes),
+    its load mux and one kept copy of its 3-bit operation per RESP_SLICE_BYTES bytes; the CRC and the FSM: a few hundred LUT4. With `image`: a chunk memory of
     LOAD_CHUNK_MAX x 8 bits (one EBR), a second CRC-16, the chunk placement check (two compares
     per image segment on the offset and the chunk's end).
     """
@@ -179,6 +186,13 @@ class HostLink(wiring.Component):
         resp_cmd = Signal(8)
         resp_len = Signal(range(resp_bytes + 1))
         resp = Signal(8 * resp_bytes, reset_less=True)  # loaded before each send: no reset net
+        # The FSM does not write `resp`: it names the operation (resp_op_next) and kept copies of
+        # that choice, one per RESP_SLICE_BYTES bytes, apply it a cycle later. Decoded straight from
+        # the FSM, the enable of all 8 x resp_bytes flip-flops was the 17.96 ns critical path
+        # (link.length -> resp CE, 658 endpoints; 85F, 55.69 MHz).
+        resp_op_next = Signal(range(len(_RESP_OPS)))
+        resp_ops = replicas(m, resp_op_next, ceil_div(resp_bytes, RESP_SLICE_BYTES), "resp_op")
+        nak_word = Signal(16)
         tx_idx = Signal(range(7 + resp_bytes + 2 + 1))
         tx_crc = Signal(16, init=0xFFFF)
         tx_byte = Signal(8)           # the byte offered to the UART (chosen the cycle before)
@@ -190,9 +204,10 @@ class HostLink(wiring.Component):
 
         def send_nak(code):
             m.d.sync += [
-                resp_cmd.eq(Cmd.NAK), resp_len.eq(2), resp.eq(Cat(C(code, 8), cmd)),
+                resp_cmd.eq(Cmd.NAK), resp_len.eq(2), nak_word.eq(Cat(C(code, 8), cmd)),
                 self.naks.eq(self.naks + 1),
             ]
+            m.d.comb += resp_op_next.eq(_RESP_OPS.index("nak"))
             m.next = "SEND"
 
         # pixel feed
@@ -301,8 +316,8 @@ class HostLink(wiring.Component):
                     with m.If(length != 0):
                         send_nak(Nak.BAD_LENGTH)
                     with m.Else():
-                        m.d.sync += [resp_cmd.eq(Cmd.IDENTITY), resp_len.eq(len(ident_bytes)),
-                                     resp.eq(_const_bytes(ident_bytes))]
+                        m.d.sync += [resp_cmd.eq(Cmd.IDENTITY), resp_len.eq(len(ident_bytes))]
+                        m.d.comb += resp_op_next.eq(_RESP_OPS.index("identity"))
                         m.next = "SEND"
                 with m.Elif(cmd == Cmd.CLASSIFY):
                     with m.If(length != classify_len):
@@ -339,19 +354,14 @@ class HostLink(wiring.Component):
                     with m.Elif(~issued | self.pixels.ready):
                         m.next = "WAIT"
             with m.State("WAIT"):
-                m.d.comb += self.result.ready.eq(1)
                 with m.If(self.result.valid):
-                    r = self.result.payload
-                    spikes = [r.spikes[i] for i in range(ident.spike_layers)]
-                    m.d.sync += [
-                        resp_cmd.eq(Cmd.RESULT),
-                        resp_len.eq(result_len),
-                        # cls u16, cycles u32, n_logits u16, logits int32 x C, n_spike_layers u8, u32 x K
-                        resp.eq(Cat(r.cls, r.cycles, C(ident.classes, 16),
-                                    *[r.logits[i] for i in range(ident.classes)], C(ident.spike_layers, 8),
-                                    *spikes)),
-                    ]
-                    m.next = "SEND"
+                    m.d.sync += [resp_cmd.eq(Cmd.RESULT), resp_len.eq(result_len)]
+                    m.d.comb += resp_op_next.eq(_RESP_OPS.index("result"))
+                    m.next = "TAKE"
+            with m.State("TAKE"):
+                # the result is taken in the cycle `resp` loads it (the stream holds it till then)
+                m.d.comb += self.result.ready.eq(1)
+                m.next = "SEND"
             if image is not None:
                 with m.State("WFEED"):
                     with m.If(wload_load):
@@ -362,9 +372,8 @@ class HostLink(wiring.Component):
                         with m.Elif(~w_issued | self.wload.ready):
                             m.next = "LOADED"
                 with m.State("LOADED"):  # the last byte's CRC step is in
-                    m.d.sync += [resp_cmd.eq(Cmd.LOADED), resp_len.eq(Loaded.length_bytes()),
-                                 resp.eq(Cat(off_reg, chunk_len, C(0, 16 - len(chunk_len)), wcrc,
-                                             C(image.size, 32)))]
+                    m.d.sync += [resp_cmd.eq(Cmd.LOADED), resp_len.eq(Loaded.length_bytes())]
+                    m.d.comb += resp_op_next.eq(_RESP_OPS.index("loaded"))
                     m.next = "SEND"
             with m.State("SEND"):
                 # byte at tx_idx: 0,1 sync; 2 ver; 3 cmd; 4 seq; 5,6 len; payload; crc hi, lo.
@@ -391,8 +400,8 @@ class HostLink(wiring.Component):
                     # the payload leaves as a shift register, byte 0 first: a resp_bytes:1
                     # byte mux in front of tx_byte was a 15.7 ns path on the 85F
                     m.d.comb += out.eq(resp[:8])
-                    with m.If(~tx_full):
-                        m.d.sync += resp.eq(resp >> 8)
+                    with m.If(~tx_full):  # shifted next cycle, before the next byte is chosen
+                        m.d.comb += resp_op_next.eq(_RESP_OPS.index("shift"))
                 with m.Elif(tx_idx == 7 + resp_len):
                     m.d.comb += out.eq(tx_crc[8:])
                 with m.Else():
@@ -409,6 +418,30 @@ class HostLink(wiring.Component):
                     with m.If(tx_last):
                         m.d.sync += [tx_idx.eq(0), tx_crc.eq(0xFFFF), self.busy.eq(0)]
                         m.next = "HUNT"
+
+        # --- the response register, one slice per kept copy of the operation ----------------
+        # The sources are stable in the cycle the copies apply: nak_word, off_reg, chunk_len and
+        # wcrc change only while a request is received, and the result is taken (TAKE) then.
+        r = self.result.payload
+        spikes = [r.spikes[i] for i in range(ident.spike_layers)]
+        sources = {
+            "shift": resp >> 8,
+            "nak": nak_word,
+            "identity": _const_bytes(ident_bytes),
+            # cls u16, cycles u32, n_logits u16, logits int32 x C, n_spike_layers u8, u32 x K
+            "result": Cat(r.cls, r.cycles, C(ident.classes, 16), *[r.logits[i] for i in range(ident.classes)],
+                          C(ident.spike_layers, 8), *spikes),
+        }
+        if image is not None:
+            sources["loaded"] = Cat(off_reg, chunk_len, C(0, 16 - len(chunk_len)), wcrc, C(image.size, 32))
+        for i, op in enumerate(resp_ops):
+            lo, hi = 8 * RESP_SLICE_BYTES * i, min(8 * RESP_SLICE_BYTES * (i + 1), len(resp))
+            with m.Switch(op):
+                for name, value in sources.items():
+                    with m.Case(_RESP_OPS.index(name)):
+                        word = Signal(len(resp), name=f"resp_{name}_{i}")
+                        m.d.comb += word.eq(value)
+                        m.d.sync += resp[lo:hi].eq(word[lo:hi])
         return m
 
     def _chunk_logic(self, m, ident, byte, idx, length, off_reg):
