@@ -135,8 +135,15 @@ def _accuracy(d):
                    pct(r["qat_accuracy"]), pct(r["golden_accuracy"]), rtl(r["rtl"])] for r in d["rows"]])
 
 
+def _fmax(d):
+    from bench.fmax import report
+
+    return report(d)
+
+
 FORMATTERS: dict[str, Callable[[dict], str]] = {"golden": _golden, "sim": _sim, "latency": _latency, "cpu": _cpu,
-                                                "energy": _energy, "hw": _hw, "stf": _stf, "accuracy": _accuracy}
+                                                "energy": _energy, "hw": _hw, "stf": _stf, "accuracy": _accuracy,
+                                                "fmax": _fmax}
 
 
 def render(folder: Path) -> str:
