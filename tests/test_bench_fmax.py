@@ -100,3 +100,22 @@ def test_missing_artifact_is_refused_before_building(tmp_path):
         raise AssertionError("built anyway")
     with pytest.raises(SystemExit, match="no such file"):
         fmax.run(_args(tmp_path, artifact=str(tmp_path / "none.npz")), runner=never, log=lambda s: None)
+
+
+@pytest.mark.parametrize("kw, match", [({"board": "nope"}, "unknown board 'nope'"),
+                                       ({"variant": "99F"}, "unknown ulx3s variant '99F'")])
+def test_unknown_board_or_variant_is_refused_before_building(tmp_path, kw, match):
+    def never(*a, **k):
+        raise AssertionError("built anyway")
+    with pytest.raises(SystemExit, match=match):
+        fmax.run(_args(tmp_path, **kw), runner=never, log=lambda s: None)
+
+
+def test_a_run_where_no_seed_built_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "fmax.json").write_text('{"kept": true}')
+    rc = fmax.main(["--seeds", "5", "--build-dir", str(tmp_path / "b"), "--out-dir", str(out)],
+                   runner=_fake_runner(fail_seed=5))
+    assert rc == 1 and "no seed built" in capsys.readouterr().err
+    assert json.loads((out / "fmax.json").read_text()) == {"kept": True}
