@@ -116,28 +116,26 @@ def row_from_build(seed: int, build_dir: Path, rc: int, output: str, wall_s: flo
     return row
 
 
-def run_seed(args, seed: int, log: Callable[[str], None], runner=subprocess.run) -> dict[str, Any]:
+def run_seed(args, seed: int, variant: str, log: Callable[[str], None], runner=subprocess.run) -> dict[str, Any]:
     out = Path(args.build_dir) / f"seed{seed}"
     cmd = build_command(args, seed, out)
     log(f"seed {seed}: {' '.join(cmd[1:])}")
     t0 = time.monotonic()
     proc = runner(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.monotonic() - t0
-    variant_dirs = sorted(p for p in out.glob(f"{args.board}-*") if p.is_dir()) if out.is_dir() else []
-    build_dir = variant_dirs[0] if len(variant_dirs) == 1 else out / f"{args.board}-{args.variant or '?'}"
-    row = row_from_build(seed, build_dir, proc.returncode, (proc.stdout or "") + (proc.stderr or ""), wall,
+    row = row_from_build(seed, out / f"{args.board}-{variant}", proc.returncode, (proc.stdout or "") + (proc.stderr or ""), wall,
                          1000.0 / args.clock)
     log(f"seed {seed}: {row.get('fmax_mhz')} MHz ({row['status']}, {wall:.0f} s)")
     return row
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    f = [r["fmax_mhz"] for r in rows if r.get("status") == "built" and r.get("fmax_mhz") is not None]
-    if not f:
+    built = [r for r in rows if r.get("status") == "built" and r.get("fmax_mhz") is not None]
+    if not built:
         return {"built": 0, "min_mhz": None, "median_mhz": None, "max_mhz": None, "spread_mhz": None}
+    f = [r["fmax_mhz"] for r in built]
     return {"built": len(f), "min_mhz": min(f), "median_mhz": round(statistics.median(f), 2), "max_mhz": max(f),
-            "spread_mhz": round(max(f) - min(f), 2), "best_seed": max((r for r in rows if r.get("fmax_mhz") in f),
-                                                                        key=lambda r: r["fmax_mhz"])["seed"]}
+            "spread_mhz": round(max(f) - min(f), 2), "best_seed": max(built, key=lambda r: r["fmax_mhz"])["seed"]}
 
 
 def run(args, runner=subprocess.run, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -146,6 +144,7 @@ def run(args, runner=subprocess.run, log: Callable[[str], None] = print) -> dict
         raise SystemExit(f"bench fmax: --jobs {args.jobs}: give at least 1")
     if not args.clock > 0:
         raise SystemExit(f"bench fmax: --clock {args.clock}: give a clock in MHz > 0")
+    from bench.hw import git_state
     from hw.platforms import BoardError, get_board
 
     try:
@@ -156,22 +155,21 @@ def run(args, runner=subprocess.run, log: Callable[[str], None] = print) -> dict
         raise SystemExit(f"bench fmax: {e}")
     if not args.shell and not Path(args.artifact).is_file():
         raise SystemExit(f"bench fmax: --artifact {args.artifact}: no such file; export one with python -m quant.export")
+    variant = args.variant or board.default_variant  # hw.build's folder: <out>/<board>-<variant>/
     with ThreadPoolExecutor(max_workers=min(args.jobs, len(seeds))) as ex:
-        rows = list(ex.map(lambda s: run_seed(args, s, log, runner), seeds))
-    return {"board": args.board, "variant": args.variant, "design": "shell" if args.shell else "network",
+        rows = list(ex.map(lambda s: run_seed(args, s, variant, log, runner), seeds))
+    return {"board": args.board, "variant": variant, "design": "shell" if args.shell else "network",
             "artifact": None if args.shell else args.artifact, "hw_config": args.hw_config,
-            "clock_mhz": args.clock, "placer": args.placer, "jobs": args.jobs, "git": _git_head(),
+            "clock_mhz": args.clock, "placer": args.placer, "jobs": args.jobs, **git_state(),
             "rows": rows, "summary": summarize(rows)}
 
 
-def _git_head() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else None
-    except OSError:
-        return None
+def _commit(res: dict[str, Any]) -> str:
+    """The commit a result was built from, as bench hw records it (fmax.json before 93ad5db: `git`)."""
+    if "commit" not in res:
+        return str(res.get("git"))
+    dirty = " with uncommitted design changes" if res.get("uncommitted_design_sources") else ""
+    return f"{str(res['commit'])[:12]}{dirty}"
 
 
 def report(res: dict[str, Any]) -> str:
@@ -185,7 +183,7 @@ def report(res: dict[str, Any]) -> str:
                      r["nextpnr_s"], f"{r['critical_path']} ({r['critical_ns']} ns)"])
     s = res["summary"]
     head = (f"Fmax over placer seeds: {res['board']} {res['variant'] or ''} {res['design']}, "
-            f"{res['placer']} placer, {res['clock_mhz']:g} MHz requested, commit {res['git']}")
+            f"{res['placer']} placer, {res['clock_mhz']:g} MHz requested, commit {_commit(res)}")
     lines = [head, "", table(["seed", "Fmax MHz", "met", "LUT4", "FF", f"endpoints > {1000 / res['clock_mhz']:.3g} ns",
                           "nextpnr s", "critical path"], rows), ""]
     if s["built"]:
@@ -208,7 +206,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
     ax.axhline(res["clock_mhz"], color="#c44e52", ls="--", label=f"requested {res['clock_mhz']:g} MHz")
     ax.set_xlabel("nextpnr seed")
     ax.set_ylabel("Fmax (MHz)")
-    ax.set_title(f"{res['board']} {res['variant'] or ''} {res['design']}, {res['placer']} placer ({res['git']})",
+    ax.set_title(f"{res['board']} {res['variant'] or ''} {res['design']}, {res['placer']} placer ({_commit(res)})",
                  fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()

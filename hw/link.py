@@ -434,13 +434,15 @@ class HostLink(wiring.Component):
         }
         if image is not None:
             sources["loaded"] = Cat(off_reg, chunk_len, C(0, 16 - len(chunk_len)), wcrc, C(image.size, 32))
+        words = {}  # each source zero-extended to the register's width, sliced below
+        for name, value in sources.items():
+            words[name] = Signal(len(resp), name=f"resp_{name}")
+            m.d.comb += words[name].eq(value)
         for i, op in enumerate(resp_ops):
             lo, hi = 8 * RESP_SLICE_BYTES * i, min(8 * RESP_SLICE_BYTES * (i + 1), len(resp))
             with m.Switch(op):
-                for name, value in sources.items():
+                for name, word in words.items():
                     with m.Case(_RESP_OPS.index(name)):
-                        word = Signal(len(resp), name=f"resp_{name}_{i}")
-                        m.d.comb += word.eq(value)
                         m.d.sync += resp[lo:hi].eq(word[lo:hi])
         return m
 

@@ -87,8 +87,8 @@ class Requant(wiring.Component):
             # Kept registers (hw.common.replicas, one copy each): Yosys's opt_merge otherwise
             # folds them into equal flip-flops elsewhere (a ROM column equal to a threshold
             # column), and that shared flip-flop, placed between its loads, reached the MULT18
-            # through 9.9 ns of routing (61.31 MHz, 85F, heap placer). A register that feeds only
-            # the multiplier can sit beside it.
+            # through 9.9 ns of routing (61.31 MHz, 85F, heap placer). acc0 and mult0 then feed
+            # only the multiplier and can sit beside it; bias0 is kept alike.
             valid0 = Signal(name="valid0")
             m.d.sync += valid0.eq(valid)
             (acc0,) = replicas(m, acc, 1, "rq_acc")
