@@ -112,6 +112,6 @@ def image_cycles(prog: Program, rec: dict | None = None, b: int = 0) -> dict[str
         for ps in prog.passes:
             parts[ps.name] += pass_cycles(prog, ps, lambda g, ps=ps, t=t: visited_inputs(prog, ps, rec, b, t, g))
     parts["t_next"] = T
-    parts["argmax"] = C + 1
+    parts["argmax"] = Readout.argmax_latency(C)  # ceil(log2 C) + 1
     parts["total"] = sum(parts.values())
     return parts

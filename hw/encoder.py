@@ -81,7 +81,8 @@ class STFEncoder(wiring.Component):
     tap_valid : In(1), tap_t : In(range(T)), tap_n : In(range(N)), tap_ch : In(range(chunks)),
     tap_s : In(unsigned(P))   previous spikes S[t-1] of those P channels, presented one cycle
                               after tap_valid (the spike plane memory's read latency).
-    tap_o_valid : Out(1), tap_x : Out(ArrayLayout(signed(x_bits), P))   2 cycles later.
+    tap_o_valid : Out(1), tap_x : Out(ArrayLayout(signed(x_bits), P))   `TAP_LATENCY` = 3
+                              cycles after tap_valid.
     w_en : In(5), w_addr : In(range(max depth)), w_data : In(unsigned(max width))   loadable only
         Write row `w_addr` of the memories whose bit is set (ENCODER_MEMORIES order: weights,
         mult, bias, pos, gain), ``w_data`` truncated to the memory's width. Only while idle.
@@ -92,7 +93,8 @@ class STFEncoder(wiring.Component):
     REQUANT_LATENCY = 3 (input registers, product, output) = 7 cycles after the last issue.
     ``busy`` for N * chunks * K + 7 cycles from the cycle after ``start``, ``done`` (one pulse,
     the cycle after the last E write) N * chunks * K + 8 cycles after ``start`` (`latency_e`);
-    the tap 2 cycles.
+    the tap `TAP_LATENCY` = 3 cycles (S1 memory data, S2 E + P and the gated g registered,
+    S3 their sum).
 
     Resources: P multipliers pixel_bits x weight_bits (LUTs or MULT18), P requant multipliers
     (MULT18), memories: pixels H*W*C x pixel_bits, weights K*chunks x P*weight_bits,
@@ -105,6 +107,9 @@ class STFEncoder(wiring.Component):
 
     # cycles from issuing a MAC step (S0) to its sum being in the accumulator (S4)
     MAC_DEPTH = 4
+    # cycles from tap_valid to tap_x: the two adds in one stage behind the memories' outputs
+    # were 362 endpoints at 12.5 ns on the 85F (050bd56)
+    TAP_LATENCY = 3
     # the E Requant registers its inputs (the mult ROM's output routed straight into the MULT18
     # columns is the Sequencer's former 58 MHz path, and this one has the same shape)
     REQUANT_LATENCY = 3
@@ -301,12 +306,15 @@ class STFEncoder(wiring.Component):
         s1 = Signal(P)
         v1 = Signal()
         m.d.comb += s1.eq(self.tap_s)  # arrives one cycle after tap_valid, with the memories' data
-        m.d.sync += [v1.eq(self.tap_valid), self.tap_o_valid.eq(v1)]
+        v2 = Signal()
+        m.d.sync += [v1.eq(self.tap_valid), v2.eq(v1), self.tap_o_valid.eq(v2)]
         tap_x = Signal.like(self.tap_x, name="tap_x_r", reset_less=True)  # data: no reset net
         m.d.comb += self.tap_x.eq(tap_x)
         for j in range(P):
             e = erp.data.word_select(j, self.e_bits).as_signed()
             pos = posrp.data.word_select(j, cfg.pos_bits).as_signed()
             g = grp.data.word_select(j, cfg.feedback_bits).as_signed()
-            m.d.sync += tap_x[j].eq(e + pos + Mux(s1[j], g, 0))
+            ep2 = Signal(signed(max(self.e_bits, cfg.pos_bits) + 1), name=f"tap_ep{j}", reset_less=True)
+            g2 = Signal(signed(cfg.feedback_bits), name=f"tap_g{j}", reset_less=True)
+            m.d.sync += [ep2.eq(e + pos), g2.eq(Mux(s1[j], g, 0)), tap_x[j].eq(ep2 + g2)]
         return m

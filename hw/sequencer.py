@@ -37,12 +37,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.attention import SpikeDrivenAttention
-from hw.common import ceil_div, check_fault, pack, replicas, sbits, ubits
+from hw.common import REPLICA_PREFIX, ceil_div, check_fault, pack, replicas, sbits, ubits
 from hw.encoder import STFEncoder
 from hw.lif import LIF_LATENCY, LIFArray
 from hw.param_image import SEGMENTS, ParamImage
@@ -322,7 +322,7 @@ class Sequencer(wiring.Component):
     per block QKV 1 + DRAIN_DEPTH + G*(TL+2 + (n+6) + (3chD-1)*max(n+6, TL)) (each later chunk
     accumulates while its predecessor drains; the last drain overlaps the next group or pass),
     KV N+1+count+fire, O/FC1/FC2 alike with their chunk counts and fan-ins n (D or H); HEAD G*(TL+2 + chC*(D+6) - 1) + flush (readout "token":
-    G = N groups of one lane, N*(3 + chC*(D+6) - 1) + flush); argmax C+1.
+    G = N groups of one lane, N*(3 + chC*(D+6) - 1) + flush); argmax ceil(log2 C) + 1.
     Event-driven: n becomes the number of inputs where any token of the group spikes.
     Measured numbers: docs/hardware.md.
 
@@ -402,13 +402,37 @@ class Sequencer(wiring.Component):
             mem = memory.Memory(shape=unsigned(nch * P), depth=N, init=[])
             m.submodules[f"plane_{name}"] = mem
             planes.append((mem.read_port(), mem.write_port(granularity=P), nch))
-        m.submodules.params = pmem = memory.Memory(
-            shape=unsigned(P * (cfg.bias_bits + cfg.mult_bits + prog.theta_bits)),
-            depth=len(prog.param_rows), init=prog.param_rows)
-        prp = pmem.read_port()
-        if loadable:
-            pwp = pmem.write_port()
-            m.d.comb += [pwp.en.eq(seg_en("params")), pwp.addr.eq(self.w_addr), pwp.data.eq(self.w_data[:len(pwp.data)])]
+        # The parameter ROM is split like the residual memory, by groups of LANES_PER_REPLICA
+        # lanes, each with its own registered copy of the row address: one address decoded from
+        # the FSM's state and fanned out to every lane's ROM LUTs was the 72.25 MHz critical path
+        # (7 ns of routing after the state mux, docs/build.md).
+        p_groups = [range(g, min(P, g + LANES_PER_REPLICA)) for g in range(0, P, LANES_PER_REPLICA)]
+        p_fields = [(cfg.bias_bits, 0), (cfg.mult_bits, P * cfg.bias_bits),
+                    (prog.theta_bits, P * (cfg.bias_bits + cfg.mult_bits))]
+
+        def p_slice(word, lanes):
+            """The bias, mult and theta fields of `lanes` out of a full parameter row (an int, or a
+            Value for the write data), in the row's own layout."""
+            if isinstance(word, int):
+                out, at = 0, 0
+                for bits, off in p_fields:
+                    n_bits = bits * len(lanes)
+                    out |= ((word >> (off + lanes.start * bits)) & ((1 << n_bits) - 1)) << at
+                    at += n_bits
+                return out
+            return Cat(*(word[off + lanes.start * bits: off + lanes.stop * bits] for bits, off in p_fields))
+
+        p_ports = []
+        for gi, lanes in enumerate(p_groups):
+            gmem = memory.Memory(shape=unsigned(len(lanes) * (cfg.bias_bits + cfg.mult_bits + prog.theta_bits)),
+                                 depth=len(prog.param_rows), init=[p_slice(r, lanes) for r in prog.param_rows])
+            m.submodules[f"params{gi}"] = gmem
+            p_ports.append(gmem.read_port())
+            if loadable:
+                pwp = gmem.write_port()
+                m.d.comb += [pwp.en.eq(seg_en("params")), pwp.addr.eq(self.w_addr),
+                             pwp.data.eq(p_slice(self.w_data[:len(self.w_data)], lanes))]
+        p_lane = [(gi, i) for gi, lanes in enumerate(p_groups) for i in range(len(lanes))]
         # The residual memory is split by groups of LANES_PER_REPLICA lanes, each with its own
         # registered copy of the read and write addresses: one address net reaching all P lanes'
         # LUT RAM was the 64.99 MHz critical path (10.7 ns of routing).
@@ -419,14 +443,20 @@ class Sequencer(wiring.Component):
             m.submodules[f"residual{gi}"] = umem
             u_ports.append((umem.write_port(), umem.read_port()))
 
-        def p_bias(word, j):
-            return word.word_select(j, cfg.bias_bits).as_signed()
+        def p_field(j, f):
+            gi, i = p_lane[j]
+            n = len(p_groups[gi])
+            at = sum(bits * n for bits, _ in p_fields[:f])
+            return p_ports[gi].data[at:].word_select(i, p_fields[f][0])
 
-        def p_mult(word, j):
-            return word[P * cfg.bias_bits:].word_select(j, cfg.mult_bits).as_signed()
+        def p_bias(j):
+            return p_field(j, 0).as_signed()
 
-        def p_theta(word, j):
-            return word[P * (cfg.bias_bits + cfg.mult_bits):].word_select(j, prog.theta_bits)
+        def p_mult(j):
+            return p_field(j, 1).as_signed()
+
+        def p_theta(j):
+            return p_field(j, 2)
 
         # ---- drain pipeline, stage 0 (driven by the FSM) ------------------------------------
         d_valid = Signal()
@@ -438,16 +468,22 @@ class Sequencer(wiring.Component):
         d_dest = Signal(range(len(PLANES)))
         d_last = Signal()
         d_mask = Signal(P)
-        # The membrane address mbase + n * nch + ch is formed between S1 and S2 from staged
+        # The membrane address mbase + n * nch + ch is formed between S1 and S3 from staged
         # operands, not at S0 behind the FSM's state mux: that path (state -> mux -> multiply-add
         # -> register) was the design's critical path (27 ns, docs/build.md).
         d_mbase = Signal(range(prog.mdepth))
         d_nch = Signal(range(max(prog.chH, chD, prog.chC, 2) + 1))
         d_uaddr = Signal(range(N * chD))
-        d_prow = Signal(range(len(prog.param_rows)))
         t = Signal(range(T))
 
-        m.d.comb += prp.addr.eq(d_prow)
+        # The parameter row of the update at S0 comes from registers set a cycle ahead, one copy
+        # per ROM group: `prow_next` holds by default, and the FSM names the next row where it
+        # changes (a LIN chunk's `done`, the ENC state's chunk step, a HEAD chunk's `done`).
+        prow_next = Signal(range(len(prog.param_rows)))
+        prow = replicas(m, prow_next, len(p_groups), "prow")
+        m.d.comb += prow_next.eq(prow[0])
+        for gi, rp in enumerate(p_ports):
+            m.d.comb += rp.addr.eq(prow[gi])
 
         # Data registers are reset-less (`data_reg=True`): only valid bits and modes need the reset,
         # and the reset net to every pipeline bit was a 15k-fanout, 14 ns net on the 85F.
@@ -466,12 +502,12 @@ class Sequencer(wiring.Component):
         m.d.comb += rq.i_valid.eq(v1 & (mode1 == MODE_RQ))
         y2 = Signal(data.ArrayLayout(signed(prog.x_bits), P), reset_less=True)
         for j in range(P):
-            m.d.comb += [rq.i_acc[j].eq(acc1[j]), rq.i_mult[j].eq(p_mult(prp.data, j)),
-                         rq.i_bias[j].eq(p_bias(prp.data, j))]
-            m.d.sync += y2[j].eq(acc1[j] + p_bias(prp.data, j))
+            m.d.comb += [rq.i_acc[j].eq(acc1[j]), rq.i_mult[j].eq(p_mult(j)),
+                         rq.i_bias[j].eq(p_bias(j))]
+            m.d.sync += y2[j].eq(acc1[j] + p_bias(j))
         theta1 = Signal(data.ArrayLayout(unsigned(prog.theta_bits), P))
         for j in range(P):
-            m.d.comb += theta1[j].eq(p_theta(prp.data, j))
+            m.d.comb += theta1[j].eq(p_theta(j))
         # residual read: address copies registered at S1, data at S2
         uaddr1 = replicas(m, d_uaddr, len(u_groups), "uaddr1")
         u2 = Signal(data.ArrayLayout(signed(prog.res_bits), P), name="u2")
@@ -486,18 +522,22 @@ class Sequencer(wiring.Component):
         # S3
         mode3 = stage(mode2, "mode3")
         theta3, u3 = stage(theta2, "theta3", data_reg=True), stage(u2, "u3", data_reg=True)
-        y3 = Signal.like(y2, name="y3", reset_less=True)
-        with m.If(mode2 == MODE_ENC):
-            for j in range(P):
-                m.d.sync += y3[j].eq(enc.tap_x[j])
-        with m.Else():
-            m.d.sync += y3.eq(y2)
+        y3 = stage(y2, "y3", data_reg=True)
         # S4: x = (u +) y, into the LIF and the residual memory
-        mode4, theta4, u4, y4 = (stage(mode3, "mode4"), stage(theta3, "theta4", data_reg=True), stage(u3, "u4", data_reg=True),
-                                 stage(y3, "y4", data_reg=True))
+        theta4, u4 = stage(theta3, "theta4", data_reg=True), stage(u3, "u4", data_reg=True)
+        assert STFEncoder.TAP_LATENCY == 3  # the tap issued at S0 is read at S3
+        y4 = Signal.like(y3, name="y4", reset_less=True)  # the encoder's tap comes out at S3
+        with m.If(mode3 == MODE_ENC):
+            for j in range(P):
+                m.d.sync += y4[j].eq(enc.tap_x[j])
+        with m.Else():
+            m.d.sync += y4.eq(y3)
         x4 = Signal(data.ArrayLayout(signed(prog.x_bits), P))
+        # the select per lane group, a kept copy each: one mode register driving every lane's
+        # x mux sat on the 13.3 ns residual write-data paths
+        rq4 = replicas(m, mode3 == MODE_RQ, len(u_groups), "rq_sel4")
         for j in range(P):
-            with m.If(mode4 == MODE_RQ):
+            with m.If(rq4[j // LANES_PER_REPLICA]):
                 m.d.comb += x4[j].eq(u4[j] + rq.o_y[j])  # fits x_bits: |u| <= residual_max
             with m.Else():
                 m.d.comb += x4[j].eq(y4[j])
@@ -510,9 +550,13 @@ class Sequencer(wiring.Component):
         at3 = {k: stage(v, f"{k}_s3") for k, v in at2.items()}
         at4 = {k: stage(v, f"{k}_s4") for k, v in at3.items()}
         mbase1, nch1, n1 = stage(d_mbase, "mbase1"), stage(d_nch, "nch1"), stage(d_n, "n1")
-        maddr2 = Signal(range(prog.mdepth), name="maddr_s2")
-        m.d.sync += maddr2.eq(mbase1 + n1 * nch1 + ch1)
-        at4["maddr"] = stage(stage(maddr2, "maddr_s3"), "maddr_s4")
+        # the row offset n * nch + ch at S2, the region base added at S3: both in one stage were
+        # a 12.3 ns path (050bd56)
+        row2 = Signal(range(prog.mdepth), name="mrow_s2")
+        m.d.sync += row2.eq(n1 * nch1 + ch1)
+        maddr3 = Signal(range(prog.mdepth), name="maddr_s3")
+        m.d.sync += maddr3.eq(stage(mbase1, "mbase2") + row2)
+        at4["maddr"] = stage(maddr3, "maddr_s4")
         # residual write at S4: address and enable copies per lane group (registered from S3)
         uwaddr4 = replicas(m, at3["uaddr"], len(u_groups), "uwaddr4")
         uwen4 = replicas(m, at3["v"] & (at3["mode"] != MODE_BIAS), len(u_groups), "uwen4")
@@ -610,12 +654,24 @@ class Sequencer(wiring.Component):
         # The chunk SpikeLinear accumulates (LIN passes): one ahead of ch_ctr, the chunk being
         # drained, while a drain overlaps the next chunk's accumulation.
         ich = Signal.like(ch_ctr)
-        # Encoder tap (S0 issue, S1 previous spikes from the ENC plane, S2 result). Its address
-        # comes straight from the ENC state's counters (what d_n / d_ch are in that state), not
-        # through the FSM's mux of the drain signals: that path into the E memory's read address
-        # (LUT RAM, a wide fan-out) was the 50.64 MHz critical path. Other states read E for
-        # nothing; `tap_valid` says when it counts.
-        m.d.comb += [enc.tap_valid.eq(d_valid & (d_mode == MODE_ENC)), enc.tap_t.eq(t), enc.tap_n.eq(n_ctr),
+        # The row is a counter the FSM steps itself (0 at every pass's BEGIN, +1 per ENC token,
+        # COUNT row and LOAD row: n_ctr or g_ctr * lanes + k_ctr, which it equals in those
+        # states), kept in one copy per plane and one for the encoder's tap: the state mux of
+        # those counters into every plane's LUT RAM address was a 12.7 ns path.
+        read_rows = [Signal(range(max(N, 2)), name=f"{REPLICA_PREFIX}read_row_{i}", attrs={"keep": 1}, reset_less=True)
+                     for i in range(len(planes) + 1)]
+        for i, (rp, wp, nch) in enumerate(planes):
+            m.d.comb += rp.addr.eq(read_rows[i])
+
+        def step_read_row(first=False):
+            m.d.sync += [r.eq(0 if first else r + 1) for r in read_rows]
+
+        # Encoder tap (S0 issue, S1 previous spikes from the ENC plane, S3 result). Its token
+        # is its own copy of the row counter (n_ctr in the ENC state), not the FSM's mux of the
+        # drain signals: that path into the E memory's read address (LUT RAM, a wide fan-out)
+        # was the 50.64 MHz critical path. Other states read E for nothing; `tap_valid` says
+        # when it counts.
+        m.d.comb += [enc.tap_valid.eq(d_valid & (d_mode == MODE_ENC)), enc.tap_t.eq(t), enc.tap_n.eq(read_rows[-1]),
                      enc.tap_ch.eq(ch_ctr)]
         g_ctr = Signal(range(max(prog.pass_groups(ps) for ps in prog.passes) + 1))
         # Per-token head: token g's weight rows start g * head_stride after the chunk's; a
@@ -634,11 +690,8 @@ class Sequencer(wiring.Component):
         m.d.sync += [load1.eq(0), load_solo1.eq(0)]
         flush_cycles = max(DRAIN_DEPTH, ro.latency + 1)
 
-        # Plane read addresses: the drain's ENC read, the loads, the KV count.
+        # Plane reads (addressed by `read_rows`): the drain's ENC read, the loads, the KV count.
         kv_read = Signal()
-        read_row = Signal(range(max(N, 2)))
-        for i, (rp, wp, nch) in enumerate(planes):
-            m.d.comb += rp.addr.eq(read_row)
         src_data = Signal(prog.inputs)
         with m.Switch(load_src):
             for i, (rp, wp, nch) in enumerate(planes):
@@ -653,7 +706,7 @@ class Sequencer(wiring.Component):
         load2 = Signal()
         load_lane2 = Signal.like(load_lane1)
         load_solo2 = Signal()
-        load_row2 = Signal(prog.inputs)
+        load_row2 = Signal(prog.inputs, reset_less=True)  # data: SpikeLinear takes it under load2
         m.d.sync += [load2.eq(load1), load_lane2.eq(load_lane1), load_solo2.eq(load_solo1),
                      load_row2.eq(Mux(valid_row, loaded, 0))]
         m.d.comb += [sl.load_en.eq(load2), sl.load_lane.eq(load_lane2), sl.load_solo.eq(load_solo2),
@@ -680,15 +733,20 @@ class Sequencer(wiring.Component):
         m.d.comb += [ro.i_valid.eq(head1), ro.i_ch.eq(head_ch1), ro.i_add_bias.eq(head_bias1),
                      ro.i_acc.eq(sl.acc)]
         for j in range(P):
-            m.d.comb += ro.i_bias[j].eq(p_bias(prp.data, j))
+            m.d.comb += ro.i_bias[j].eq(p_bias(j))
         m.d.sync += head1.eq(0)
         # SpikeLinear's `start` is driven from a register set on the FSM transitions into START
         # (and, in LIN passes, on `done` when a chunk follows), not from the state decode (the
         # 23.6 ns critical path at 753ace3). SpikeLinear moves the token lanes through its drain
         # buffer itself (`drain`), in step with the DRAIN state's reads, while it accumulates the
-        # next chunk.
+        # next chunk. Its operands (first weight row, fan-in, drain) are registers set with it:
+        # driven from the state mux they reached SpikeLinear's pending-input vectors through the
+        # range and bank masks (12.6 ns at s21a).
         sl_start = Signal()
-        m.d.comb += sl.start.eq(sl_start)
+        sl_base = Signal.like(sl.base, name="sl_base", reset_less=True)
+        sl_n_in = Signal.like(sl.n_in, name="sl_n_in", reset_less=True)
+        sl_drain = Signal(name="sl_drain", reset_less=True)
+        m.d.comb += [sl.start.eq(sl_start), sl.base.eq(sl_base), sl.n_in.eq(sl_n_in), sl.drain.eq(sl_drain)]
         m.d.sync += sl_start.eq(0)
 
         # ---- the LIN drain engine ---------------------------------------------------------------
@@ -705,12 +763,11 @@ class Sequencer(wiring.Component):
         dr_uaddr = Signal(range((N + TL) * chD + 1))
         dr_mode, dr_ch, dr_layer = Signal.like(d_mode), Signal.like(d_ch), Signal.like(d_layer)
         dr_dest, dr_last, dr_mask = Signal.like(d_dest), Signal(), Signal.like(d_mask)
-        dr_mbase, dr_nch, dr_prow = Signal.like(d_mbase), Signal.like(d_nch), Signal.like(d_prow)
+        dr_mbase, dr_nch = Signal.like(d_mbase), Signal.like(d_nch)
         with m.If(dr_active):
             m.d.comb += [d_valid.eq(dr_n < N), d_mode.eq(dr_mode), d_n.eq(dr_n), d_lane.eq(dr_k),
                          d_ch.eq(dr_ch), d_layer.eq(dr_layer), d_dest.eq(dr_dest), d_last.eq(dr_last),
-                         d_mask.eq(dr_mask), d_mbase.eq(dr_mbase), d_nch.eq(dr_nch), d_uaddr.eq(dr_uaddr),
-                         d_prow.eq(dr_prow)]
+                         d_mask.eq(dr_mask), d_mbase.eq(dr_mbase), d_nch.eq(dr_nch), d_uaddr.eq(dr_uaddr)]
             m.d.sync += [dr_k.eq(dr_k + 1), dr_n.eq(dr_n + 1), dr_uaddr.eq(dr_uaddr + chD)]
             with m.If(dr_k == TL - 1):
                 m.d.sync += dr_active.eq(0)
@@ -719,9 +776,17 @@ class Sequencer(wiring.Component):
         # `start`, from a register: decoded from the FSM it drove the reset and enable of every
         # kv membrane bit (16.3 ns at e86cb03). EMBED runs for N*chD*K + 8 cycles before any of
         # them is used.
+        # One kept copy per receiver: the one register reaching the LIF's fresh bits, the kv
+        # membranes' resets and the Readout was a 13 ns net on the 85F (lif.fresh at 050bd56).
         img_clear = Signal()
-        m.d.sync += img_clear.eq(0)
-        m.d.comb += [lif.clear.eq(img_clear), attn.clear.eq(img_clear), ro.clear.eq(img_clear)]
+        clear_lif, clear_attn, clear_ro = replicas(m, img_clear, 3, "img_clear")
+        m.d.comb += [lif.clear.eq(clear_lif), attn.clear.eq(clear_attn), ro.clear.eq(clear_ro)]
+        # The scan's start comes from a register set on the last FLUSH cycle of the last
+        # timestep, high in its T_NEXT cycle: decoded from the state and `t` it drove the
+        # Readout's logit queue loads (12.6 ns at 050bd56).
+        ro_start = Signal()
+        m.d.sync += ro_start.eq(0)
+        m.d.comb += ro.start.eq(ro_start)
         m.d.comb += self.busy.eq(1)
         m.d.sync += self.done.eq(0)
         n_pass = len(prog.passes)
@@ -730,7 +795,7 @@ class Sequencer(wiring.Component):
                 m.d.comb += self.busy.eq(0)
                 with m.If(self.start):
                     m.d.comb += [enc.start.eq(1), cnt_clear.eq(1)]
-                    m.d.sync += img_clear.eq(1)
+                    m.d.comb += img_clear.eq(1)
                     m.d.sync += t.eq(0)
                     m.next = "EMBED"
             with m.State("EMBED"):
@@ -754,7 +819,9 @@ class Sequencer(wiring.Component):
                 with m.State(f"P{pi}_BEGIN"):
                     m.d.sync += [n_ctr.eq(0), ch_ctr.eq(0), ich.eq(0), g_ctr.eq(0), k_ctr.eq(0), wait.eq(0),
                                  blk.eq(ps.block), w_off.eq(0)]
+                    step_read_row(first=True)
                     if ps.kind == ENC:
+                        m.d.comb += prow_next.eq(c_prow[0])
                         m.next = f"P{pi}_ENC"
                     elif ps.kind == KV:
                         m.d.comb += attn.count_clear.eq(1)
@@ -768,17 +835,19 @@ class Sequencer(wiring.Component):
                                      d_ch.eq(ch_ctr), d_layer.eq(c_layer[ch_ctr]), d_dest.eq(PL_ENC),
                                      d_last.eq(c_last[ch_ctr]), d_mask.eq(c_mask[ch_ctr]),
                                      d_mbase.eq(prog.mbase["enc"]), d_nch.eq(chD),
-                                     d_uaddr.eq(n_ctr * chD + ch_ctr), d_prow.eq(c_prow[ch_ctr]),
-                                     read_row.eq(n_ctr)]
+                                     d_uaddr.eq(n_ctr * chD + ch_ctr)]
                         with m.If(ch_ctr == chD - 1):
                             m.d.sync += [ch_ctr.eq(0), n_ctr.eq(n_ctr + 1)]
+                            step_read_row()
+                            m.d.comb += prow_next.eq(c_prow[0])
                             with m.If(n_ctr == N - 1):
                                 m.next = f"P{pi}_FLUSH"
                         with m.Else():
                             m.d.sync += ch_ctr.eq(ch_ctr + 1)
+                            m.d.comb += prow_next.eq(c_prow[ch_ctr + 1])
                 elif ps.kind == KV:
                     with m.State(f"P{pi}_COUNT"):
-                        m.d.comb += read_row.eq(n_ctr)
+                        step_read_row()
                         m.d.sync += [kv_read.eq(1), n_ctr.eq(n_ctr + 1)]
                         with m.If(n_ctr == N - 1):
                             m.next = f"P{pi}_CWAIT"
@@ -794,7 +863,7 @@ class Sequencer(wiring.Component):
                 else:
                     with m.State(f"P{pi}_LOAD"):
                         n_load = g_ctr * g_lanes + k_ctr
-                        m.d.comb += read_row.eq(n_load)
+                        step_read_row()
                         m.d.sync += [load1.eq(1), load_lane1.eq(k_ctr), load_n1.eq(n_load), k_ctr.eq(k_ctr + 1)]
                         if ps.per_token:
                             m.d.sync += load_solo1.eq(1)
@@ -802,18 +871,19 @@ class Sequencer(wiring.Component):
                             m.next = f"P{pi}_LOADW"
                     with m.State(f"P{pi}_LOADW"):  # the last row is in the load register
                         m.next = f"P{pi}_LOADW2"
+                    def set_start(base):
+                        """SpikeLinear's `start` next cycle, with its operands: in START (a group's
+                        first chunk, and every HEAD chunk) or, in LIN passes, in the cycle after a
+                        `done` (the next chunk)."""
+                        m.d.sync += [sl_start.eq(1), sl_base.eq(base), sl_n_in.eq(ps.n_in),
+                                     sl_drain.eq(int(ps.kind != HEAD))]
+
+                    def head_base():
+                        return c_wbase[ch_ctr] + w_off if ps.per_token else c_wbase[ch_ctr]
+
                     with m.State(f"P{pi}_LOADW2"):  # ... and goes into SpikeLinear
-                        m.d.sync += sl_start.eq(1)
+                        set_start(head_base() if ps.kind == HEAD else c_wbase[ich])
                         m.next = f"P{pi}_START"
-                    def drive_start():
-                        """SpikeLinear's start operands. `start` comes in START (a group's first
-                        chunk, and every HEAD chunk) or, in LIN passes, in the first DRAIN cycle
-                        (the next chunk: `ich` was stepped on the `done` before it)."""
-                        if ps.kind == HEAD:
-                            m.d.comb += [sl.base.eq(c_wbase[ch_ctr] + w_off if ps.per_token else c_wbase[ch_ctr]),
-                                         sl.n_in.eq(ps.n_in), sl.drain.eq(0)]
-                        else:
-                            m.d.comb += [sl.base.eq(c_wbase[ich]), sl.n_in.eq(ps.n_in), sl.drain.eq(1)]
 
                     def latch_drain():
                         """On SpikeLinear's `done` (LIN): hand chunk `ich` of group g_ctr to the
@@ -825,9 +895,11 @@ class Sequencer(wiring.Component):
                                      dr_uaddr.eq(g_ctr * (TL * chD) + c_ch[ich]), dr_mode.eq(ps.mode),
                                      dr_ch.eq(c_ch[ich]), dr_layer.eq(c_layer[ich]), dr_dest.eq(c_dest[ich]),
                                      dr_last.eq(c_last[ich]), dr_mask.eq(c_mask[ich]), dr_mbase.eq(c_mbase[ich]),
-                                     dr_nch.eq(c_nch[ich]), dr_prow.eq(c_prow[ich])]
+                                     dr_nch.eq(c_nch[ich])]
+                        m.d.comb += prow_next.eq(c_prow[ich])
                         with m.If(ich != nch_pass - 1):
-                            m.d.sync += [ich.eq(ich + 1), sl_start.eq(1)]
+                            m.d.sync += ich.eq(ich + 1)
+                            set_start(c_wbase[ich + 1])
                         with m.Else():
                             m.d.sync += [ich.eq(0), g_ctr.eq(g_ctr + 1), k_ctr.eq(0), wait.eq(0)]
                             with m.If(g_ctr == n_groups - 1):
@@ -836,21 +908,18 @@ class Sequencer(wiring.Component):
                                 m.next = f"P{pi}_GWAIT" if ps.masked else f"P{pi}_LOAD"
 
                     with m.State(f"P{pi}_START"):
-                        drive_start()
                         m.next = f"P{pi}_ACC"
                     with m.State(f"P{pi}_ACC"):
                         if ps.kind == HEAD:
                             with m.If(sl.done):
                                 m.d.sync += k_ctr.eq(0)
+                                m.d.comb += prow_next.eq(c_prow[ch_ctr])  # the Readout's bias, read in DRAIN
                                 m.next = f"P{pi}_DRAIN"
                         else:
-                            drive_start()  # the next chunk's `start` comes the cycle after a `done`
                             with m.If(sl.done):
                                 latch_drain()
                     if ps.kind == HEAD:
                         with m.State(f"P{pi}_DRAIN"):
-                            drive_start()
-                            m.d.comb += d_prow.eq(c_prow[ch_ctr])
                             m.d.sync += [head1.eq(1), head_ch1.eq(c_ch[ch_ctr]), head_bias1.eq(g_ctr == 0)]
                             m.d.sync += [k_ctr.eq(0)]
                             with m.If(ch_ctr == nch_pass - 1):
@@ -866,7 +935,7 @@ class Sequencer(wiring.Component):
                                 m.next = f"P{pi}_HWAIT"
                     if ps.kind == HEAD:
                         with m.State(f"P{pi}_HWAIT"):  # the Readout reads acc at S1
-                            m.d.sync += sl_start.eq(1)
+                            set_start(head_base())
                             m.next = f"P{pi}_START"
                     if ps.masked:
                         # from the group's last `done`: its drain (TL) and the pipeline behind it
@@ -883,10 +952,11 @@ class Sequencer(wiring.Component):
                         m.d.sync += wait.eq(wait + 1)
                         with m.If(wait == n_flush - 1):
                             m.d.sync += wait.eq(0)
+                            if nxt_begin == "T_NEXT":
+                                m.d.sync += ro_start.eq(t == T - 1)
                             m.next = nxt_begin
             with m.State("T_NEXT"):
                 with m.If(t == T - 1):
-                    m.d.comb += ro.start.eq(1)
                     m.next = "ARGMAX"
                 with m.Else():
                     m.d.sync += t.eq(t + 1)

@@ -35,6 +35,10 @@ ACC_OVERHEAD = 5  # cycles from `start` to `done` beyond one per visited input
 # Output lanes served by one copy of a token lane's gate, clear and shift registers: a copy then
 # drives LANES_PER_REPLICA x acc_bits accumulator bits (96 for digits-tiny), not P x acc_bits.
 LANES_PER_REPLICA = 8
+# The spike gate's first mux level picks one bit of every 2^SEL_BITS spike bits (see SpikeLinear)
+SEL_BITS = 3
+# Token lanes served by one S1 copy of the issued index (see SpikeLinear)
+IDX_LANES_PER_COPY = 4
 
 
 def visits(union, n_in: int, banks: int) -> int:
@@ -116,8 +120,8 @@ class SpikeLinear(wiring.Component):
     accumulators of acc_bits (flip-flops + one adder each), as many drain-buffer registers
     (flip-flops + a 2:1 mux each) and as many masked-weight registers of weight_bits + log2(B)
     (a B-input adder each when B > 1); with G = ceil(lanes / LANES_PER_REPLICA): B x TL x G
-    gate copies, 3 x (TL x G + ceil(TL x G / 8)) clear, copy and move copies, B x TL copies of the issued index and valid; B x TL `inputs`:1 bit muxes for the
-    spike gates; in event-driven mode B `inputs`-bit find-first-sets (a carry chain + an OR
+    gate copies, 3 x (TL x G + ceil(TL x G / 8)) clear, copy and move copies, B x TL copies of the valid and B x ceil(TL / 4) of the issued index; for the spike
+    gates B x TL x ceil(inputs / 8) registered 8:1 bit muxes and B x TL ceil(inputs / 8):1 muxes; in event-driven mode B `inputs`-bit find-first-sets (a carry chain + an OR
     encoder each).
     """
 
@@ -199,7 +203,7 @@ class SpikeLinear(wiring.Component):
         issue = [Signal(name=f"issue{b}") for b in range(B)]
         any_issue = Signal()
         idx0 = [Signal(range(max(n, 2)), name=f"idx0_{b}") for b in range(B)]
-        idx1 = [Signal(range(max(n, 2)), name=f"idx1_{b}") for b in range(B)]
+        idx1 = [Signal(range(max(n, 2)), name=f"idx1_{b}", reset_less=True) for b in range(B)]  # data
         valid1 = [Signal(name=f"valid1_{b}") for b in range(B)]
         for b in range(B):
             m.d.sync += [valid1[b].eq(issue[b]), idx1[b].eq(idx0[b])]
@@ -211,7 +215,8 @@ class SpikeLinear(wiring.Component):
             for i in range(n):
                 m.d.comb += in_range[i].eq(i < self.n_in)
             for b in range(B):
-                pending = Signal(n, name=f"pending{b}")  # reset: `issue` reads it
+                # no reset: `issue` reads it only while `running`, and `start` loads it first
+                pending = Signal(n, name=f"pending{b}", reset_less=True)
                 onehot = Signal(n, name=f"onehot{b}")
                 m.d.comb += onehot.eq(pending & (~pending + 1)[:n])  # lowest set bit
                 for bit in range(len(idx0[b])):
@@ -251,14 +256,30 @@ class SpikeLinear(wiring.Component):
         w3 = [Signal(P * wb, name=f"w3_{b}", reset_less=True) for b in range(B)]
         for b in range(B):
             m.d.sync += w3[b].eq(rps[b].data)
-        # a copy of the index per token lane: one copy selects in all TL spike vectors (TL x ~n/3
-        # LUTs per bit) otherwise
+        # The spike gate spikes[k][idx] is a `inputs`:1 mux, cut in two registered halves: at S1
+        # a copy of the index per IDX_LANES_PER_COPY token lanes (registered from S0, so no one
+        # index net selects in all TL spike vectors) picks bit idx mod 2^SEL_BITS of every
+        # 2^SEL_BITS-bit slice, at S2 the lane's own copy of the high index bits picks the slice.
+        # The whole mux in one stage behind a per-lane index copy was the 13.8 ns gate path on
+        # the 85F (050bd56); a copy per lane made at S1 put 16 loads on the find-first-set's
+        # output (13.7 ns).
         valid2 = [replicas(m, valid1[b], TL, f"valid2b{b}") for b in range(B)]
-        idx2 = [replicas(m, idx1[b], TL, f"idx2b{b}") for b in range(B)]
+        idx1g = [replicas(m, idx0[b], ceil_div(TL, IDX_LANES_PER_COPY), f"idx1b{b}") for b in range(B)]
+        idx1c = [[idx1g[b][k // IDX_LANES_PER_COPY] for k in range(TL)] for b in range(B)]
+        lo = min(SEL_BITS, len(idx0[0]))
+        n_slices = ceil_div(n, 1 << lo)
+        part2 = [[Signal(n_slices, name=f"part2_{k}b{b}", reset_less=True) for k in range(TL)] for b in range(B)]
+        hi2 = [[Signal(len(idx0[0]) - lo, name=f"hi2_{k}b{b}", reset_less=True) for k in range(TL)] for b in range(B)]
+        for b in range(B):
+            for k in range(TL):
+                padded = Cat(spikes[k], Const(0, n_slices * (1 << lo) - n))
+                for g in range(n_slices):
+                    m.d.sync += part2[b][k][g].eq(padded[g << lo:(g + 1) << lo].bit_select(idx1c[b][k][:lo], 1))
+                m.d.sync += hi2[b][k].eq(idx1c[b][k][lo:])
         # `ends[0]` is the cycle after the last issue; `done` follows the last of `ends`
         ends = [Signal(name=f"ending{i}") for i in range(ACC_OVERHEAD - 2)]
         groups = ceil_div(P, LANES_PER_REPLICA)
-        gate3 = [[replicas(m, valid2[b][k] & spikes[k].bit_select(idx2[b][k], 1), groups, f"gate{k}b{b}" if B > 1 else
+        gate3 = [[replicas(m, valid2[b][k] & part2[b][k].bit_select(hi2[b][k], 1), groups, f"gate{k}b{b}" if B > 1 else
                            f"gate{k}") for k in range(TL)] for b in range(B)]
         clear = broadcast(m, self.start, TL * groups, "clear")
         # The drain buffer's copy lands at the end of `done`, its TL - 1 moves at the ends of

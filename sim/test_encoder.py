@@ -18,7 +18,7 @@ largest requantized value; the images: all zero, all max, random. Configs cover 
 by P, several channels per pixel, TSPE (T tables) and shared tables with feedback, K = 1 and a
 zero requant shift.
 
-Latency: ``tap_o_valid`` exactly 2 cycles after ``tap_valid``; ``busy`` exactly from the cycle
+Latency: ``tap_o_valid`` exactly ``TAP_LATENCY`` = 3 cycles after ``tap_valid``; ``busy`` exactly from the cycle
 after ``start`` for N*chunks*K + 7 cycles (one MAC step per cycle back to back, then the
 4-stage MAC pipeline and the 3-cycle requant drain into E) and ``done`` (one pulse) the cycle
 after, i.e. N*chunks*K + 8 cycles after ``start``, as the STFEncoder docstring states.
@@ -176,8 +176,8 @@ def _check(design, m, cfg, images, rec, taps, seen, e_cycles, seed):
     for (name, c, want, where), g, gc in zip(taps, got, cyc):
         x = array(g["tap_x"], len(want))
         assert x == want, f"{design.name} {name} tap (t, n, ch) = {where}: tap_x {x}, expected {want} (seed {seed})"
-        assert gc - seen.mark(name) - c == 2, f"{design.name} {name} tap {where}: tap_o_valid {gc - seen.mark(name) - c} " \
-                                              f"cycles after tap_valid, documented 2"
+        assert gc - seen.mark(name) - c == encoder.STFEncoder.TAP_LATENCY == 3, \
+            f"{design.name} {name} tap {where}: tap_o_valid {gc - seen.mark(name) - c} cycles after tap_valid, documented 3"
     starts = [seen.mark(f"start{i}") for i in range(len(images))]
     dones = seen.monitor_cycles("done")
     assert len(dones) == len(images), f"{len(dones)} done pulses for {len(images)} starts"

@@ -16,7 +16,7 @@ logit, ``T*(N*D*2^(wb-1) + 2^(bias_bits-1))``), ties between two classes that ar
 (the lower one wins), a maximum on the last class, and random ones.
 
 Checked: the logits exactly at ``done``; ``cls`` = argmax_lowest; ``done`` a one-cycle pulse
-exactly C + 1 cycles after ``start``; the logits in the cycles around the last ``i_valid`` and
+exactly ``Readout.argmax_latency(C)`` = ceil(log2 C) + 1 cycles after ``start``; the logits in the cycles around the last ``i_valid`` and
 right after ``clear`` equal the sum of exactly those items issued at least `latency` cycles
 earlier (the documented accumulate latency, tree latency + 2); ``cls`` held until the next
 argmax. The ``tree_input`` fault (drops token lane TL - 1) must be caught.
@@ -214,9 +214,11 @@ def test_readout(sim, seed, waves, cfg):
     assert err is None, f"{design.name}: {err} (seed {seed})"
     starts = [seen.mark(f"start{ci}") for ci in range(len(cases))]
     got = seen.monitor_cycles("done")
-    assert [d - s for d, s in zip(got, starts)] == [m.classes + 1] * len(cases) and len(got) == len(cases), \
-        f"done at {[d - s for d, s in zip(got, starts)]} cycles after start ({len(got)} pulses), documented C + 1 = " \
-        f"{m.classes + 1}, one pulse per argmax"
+    want = (m.classes - 1).bit_length() + 1
+    assert readout.Readout.argmax_latency(m.classes) == want
+    assert [d - s for d, s in zip(got, starts)] == [want] * len(cases) and len(got) == len(cases), \
+        f"done at {[d - s for d, s in zip(got, starts)]} cycles after start ({len(got)} pulses), documented " \
+        f"ceil(log2 C) + 1 = {want}, one pulse per argmax"
     # the widest logits were really reached
     lmax = widths(m).logit_max
     all_logits = [_golden_logits(*c[:3]) for c in cases]

@@ -112,7 +112,7 @@ def draw(out: Path) -> None:
         "weight memory: rows of\nP x weight_bits, 1 row/cycle\nTL spike registers\n"
         "event-driven: find-first-\nset over OR of TL rows\nTL x P accumulators", body_size=7.6)
     box(ax, 15.15, yA, 1.95, hA, "Readout", "P adder trees over\nTL token lanes\n+ bias once per t\n"
-        "C logit registers\nargmax: C+1 cycles,\nties -> lowest", body_size=7.9)
+        "C logit registers\nargmax: log2 C + 1 cycles,\nties -> lowest", body_size=7.9)
 
     # row B: the drain pipeline
     yB0, yB1 = 3.35, 5.85
