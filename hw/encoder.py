@@ -88,11 +88,13 @@ class STFEncoder(wiring.Component):
         mult, bias, pos, gain), ``w_data`` truncated to the memory's width. Only while idle.
 
     Latency: E: one (token, chunk, patch element) MAC step issued per cycle, M = N * chunks * K
-    of them back to back (K = patch elements); the last E row is written MAC_DEPTH = 4 (S0
-    addresses -> S1 memory data -> S2 operand registers -> S3 product -> S4 accumulator) +
-    REQUANT_LATENCY = 3 (input registers, product, output) = 7 cycles after the last issue.
-    ``busy`` for N * chunks * K + 7 cycles from the cycle after ``start``, ``done`` (one pulse,
-    the cycle after the last E write) N * chunks * K + 8 cycles after ``start`` (`latency_e`);
+    of them back to back (K = patch elements); the last E row is written MAC_DEPTH = 5 (S0
+    addresses -> S1 memory data -> S2 operand registers -> S3 product (MULT18 output, or the
+    partial sums with multipliers="lut") -> S4 product registered again (or summed) -> S5
+    accumulator) + REQUANT_LATENCY = 3 (input registers, product, output) = 8 cycles after the
+    last issue. ``busy`` for N * chunks * K + 8 cycles from the cycle after ``start``, ``done``
+    (one pulse, the cycle after the last E write) N * chunks * K + 9 cycles after ``start``
+    (`latency_e`);
     the tap `TAP_LATENCY` = 3 cycles (S1 memory data, S2 E + P and the gated g registered,
     S3 their sum).
 
@@ -100,13 +102,13 @@ class STFEncoder(wiring.Component):
     (MULT18), memories: pixels H*W*C x pixel_bits, weights K*chunks x P*weight_bits,
     E N*chunks x P*e_bits, P table (T or 1)*N*chunks x P*pos_bits, gain/mult/bias chunks rows.
     MAC pipeline registers: P kept pixel copies (pixel_bits each), ceil(P / LANES_PER_REPLICA)
-    kept accumulator controls (2 bits each), P weights (weight_bits), P products (pixel_bits +
-    weight_bits), P accumulators (acc_bits); the step's valid / first / last / chunk per stage and
+    kept accumulator controls (2 bits each), P weights (weight_bits), 2P products (pixel_bits +
+    weight_bits; "lut": 2 partial sums and the product), P accumulators (acc_bits); the step's valid / first / last / chunk per stage and
     the E row delayed MAC_DEPTH + 2 cycles.
     """
 
-    # cycles from issuing a MAC step (S0) to its sum being in the accumulator (S4)
-    MAC_DEPTH = 4
+    # cycles from issuing a MAC step (S0) to its sum being in the accumulator (S5)
+    MAC_DEPTH = 5
     # cycles from tap_valid to tap_x: the two adds in one stage behind the memories' outputs
     # were 362 endpoints at 12.5 ns on the 85F (050bd56)
     TAP_LATENCY = 3
@@ -208,7 +210,10 @@ class STFEncoder(wiring.Component):
         #   S2 the pixel in one kept copy per lane (no net from one read port
         #      to all P multipliers across the chip) and each lane's weight
         #   S3 each lane's product (the multiplier alone between registers)
-        #   S4 acc <= prod (first) or acc + prod: after a last product acc holds the pair's sum for
+        #   S4 the product registered again: the S3 register feeds only it, so it can sit at the
+        #      MULT18's output (feeding the accumulator too, it was placed between the DSP column
+        #      and the adders: 147 endpoints at 13.75 ns on the 85F, s21c)
+        #   S5 acc <= prod (first) or acc + prod: after a last product acc holds the pair's sum for
         #      one cycle, presented to Requant (which registers it), while the next pair's first
         #      product already overwrites acc.
         base, off = pixel_offsets(cfg)
@@ -232,36 +237,40 @@ class STFEncoder(wiring.Component):
         # one copy per lane, placed beside its MULT18: a copy per 8 lanes reached MULT18s in
         # different rows of the DSP columns (16.5 ns through the multiplier, 85F static placer)
         pix2 = replicas(m, prp.data, P, "enc_pix")  # S2
-        # S3 accumulator control, one kept copy per lane group (valid, first) like the pixel: one
+        # S4 accumulator control, one kept copy per lane group (valid, first) like the pixel: one
         # register would drive the enables and muxes of all P accumulators across the chip
-        ctl3 = replicas(m, Cat(valid[2], first[2]), groups, "enc_acc_ctl")
+        ctl4 = replicas(m, Cat(valid[3], first[3]), groups, "enc_acc_ctl")
         # |pixel * weight| <= (2^pixel_bits - 1) * 2^(weight_bits-1): fits signed(pixel_bits + weight_bits)
         prod_bits = cfg.pixel_bits + wb
         acc = [Signal(signed(self.acc_bits), name=f"acc{j}", reset_less=True) for j in range(P)]
         for j in range(P):
             g = j // LANES_PER_REPLICA
             w2 = Signal(signed(wb), name=f"mac_w{j}", reset_less=True)  # S2
-            prod3 = Signal(signed(prod_bits), name=f"mac_prod{j}", reset_less=True)  # S3
-            if self.multipliers == "lut":  # one stage: a short add tree over the narrower operand
+            prod4 = Signal(signed(prod_bits), name=f"mac_prod{j}", reset_less=True)  # S4
+            m.d.sync += w2.eq(wrp.data.word_select(j, wb).as_signed())
+            if self.multipliers == "lut":  # two partial sums over the narrower operand, then their sum
                 a, b = (pix2[j], w2) if len(w2) <= len(pix2[j]) else (w2, pix2[j])
-                prod = partial_sums(a, b, 1)[0]
+                parts = [Signal(signed(prod_bits), name=f"mac_part{j}_{i}", reset_less=True)  # S3
+                         for i in range(min(2, len(b)))]
+                m.d.sync += [pt.eq(ps) for pt, ps in zip(parts, partial_sums(a, b, len(parts)))]
+                m.d.sync += prod4.eq(sum(parts[1:], parts[0]))
             else:
-                prod = pix2[j] * w2
-            m.d.sync += [w2.eq(wrp.data.word_select(j, wb).as_signed()), prod3.eq(prod)]
-            with m.If(ctl3[g][0]):  # S4
-                m.d.sync += acc[j].eq(Mux(ctl3[g][1], prod3, acc[j] + prod3))
+                prod3 = Signal(signed(prod_bits), name=f"mac_mul{j}", reset_less=True)  # S3
+                m.d.sync += [prod3.eq(pix2[j] * w2), prod4.eq(prod3)]
+            with m.If(ctl4[g][0]):  # S5
+                m.d.sync += acc[j].eq(Mux(ctl4[g][1], prod4, acc[j] + prod4))
 
-        # the pair's sum is in acc the cycle after its last product was at S3
+        # the pair's sum is in acc the cycle after its last product was at S4
         rq_valid = Signal()
-        m.d.sync += rq_valid.eq(valid[3] & last[3])
+        m.d.sync += rq_valid.eq(valid[4] & last[4])
         m.submodules.rq = rq = self._requant()
-        # the mult / bias read ports take one cycle: address them with the S3 chunk so that their
-        # rows arrive with the S4 sum
-        m.d.comb += [mrp.addr.eq(chs[3]), brp.addr.eq(chs[3]), rq.i_valid.eq(rq_valid)]
+        # the mult / bias read ports take one cycle: address them with the S4 chunk so that their
+        # rows arrive with the S5 sum
+        m.d.comb += [mrp.addr.eq(chs[4]), brp.addr.eq(chs[4]), rq.i_valid.eq(rq_valid)]
         for j in range(P):
             m.d.comb += [rq.i_acc[j].eq(acc[j]), rq.i_mult[j].eq(mrp.data.word_select(j, cfg.mult_bits).as_signed()),
                          rq.i_bias[j].eq(brp.data.word_select(j, cfg.bias_bits).as_signed())]
-        # the E row travels with its data: S0 -> S4 sum -> Requant output
+        # the E row travels with its data: S0 -> S5 sum -> Requant output
         e_addr_q = delay(m, e_addr, self.MAC_DEPTH + rq.latency, "e_addr")
         m.d.comb += [ewp.en.eq(rq.o_valid), ewp.addr.eq(e_addr_q)]
         for j in range(P):

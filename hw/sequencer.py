@@ -318,7 +318,7 @@ class Sequencer(wiring.Component):
         `w_seg` (hw.param_image.SEGMENTS: SpikeLinear weights, param memory, the encoder's five
         memories, the kv thresholds), ``w_data`` truncated to the segment's width. Only while idle.
 
-    Latency (cycles per image, dense mode): E: N*chD*K+7; per timestep: ENC N*chD+6;
+    Latency (cycles per image, dense mode): E: N*chD*K+8; per timestep: ENC N*chD+6;
     per block QKV 1 + DRAIN_DEPTH + G*(TL+2 + (n+6) + (3chD-1)*max(n+6, TL)) (each later chunk
     accumulates while its predecessor drains; the last drain overlaps the next group or pass),
     KV N+1+count+fire, O/FC1/FC2 alike with their chunk counts and fan-ins n (D or H); HEAD G*(TL+2 + chC*(D+6) - 1) + flush (readout "token":

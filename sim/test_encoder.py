@@ -19,9 +19,9 @@ by P, several channels per pixel, TSPE (T tables) and shared tables with feedbac
 zero requant shift.
 
 Latency: ``tap_o_valid`` exactly ``TAP_LATENCY`` = 3 cycles after ``tap_valid``; ``busy`` exactly from the cycle
-after ``start`` for N*chunks*K + 7 cycles (one MAC step per cycle back to back, then the
+after ``start`` for N*chunks*K + 8 cycles (one MAC step per cycle back to back, then the
 4-stage MAC pipeline and the 3-cycle requant drain into E) and ``done`` (one pulse) the cycle
-after, i.e. N*chunks*K + 8 cycles after ``start``, as the STFEncoder docstring states.
+after, i.e. N*chunks*K + 9 cycles after ``start``, as the STFEncoder docstring states.
 """
 
 import numpy as np
@@ -182,11 +182,11 @@ def _check(design, m, cfg, images, rec, taps, seen, e_cycles, seed):
     dones = seen.monitor_cycles("done")
     assert len(dones) == len(images), f"{len(dones)} done pulses for {len(images)} starts"
     busy = set(seen.monitor_cycles("busy"))
-    want_busy = set().union(*(range(s + 1, s + e_cycles + 8) for s in starts))
+    want_busy = set().union(*(range(s + 1, s + e_cycles + 9) for s in starts))
     assert busy == want_busy, f"busy differs from start+1 .. start+N*chunks*K+7 in cycles {sorted(busy ^ want_busy)[:6]}"
     lat = [d - s for d, s in zip(dones, starts)]
-    assert lat == [e_cycles + 8] * len(images), \
-        f"done {lat} cycles after start; N*chunks*K = {e_cycles}, STFEncoder docstring: {e_cycles + 8}"
+    assert lat == [e_cycles + 9] * len(images), \
+        f"done {lat} cycles after start; N*chunks*K = {e_cycles}, STFEncoder docstring: {e_cycles + 9}"
     return lat
 
 

@@ -62,9 +62,9 @@ def test_every_spike_driven_pass_has_a_source_in_the_record():
 def test_fixed_parts_digits(hw):
     prog = Program(random_artifact(DIGITS, 0), HW_PRESETS[hw])
     parts = image_cycles(prog)
-    # pixels 8x8, START 1, EMBED N·chD·K + 8, one T_NEXT per timestep, ARGMAX ceil(log2 C) + 1
+    # pixels 8x8, START 1, EMBED N·chD·K + 9, one T_NEXT per timestep, ARGMAX ceil(log2 C) + 1
     assert (parts["pixels"], parts["start"], parts["t_next"], parts["argmax"]) == (64, 1, 4, 5)
-    assert parts["embed"] == {"default": 16 * 1 * 4 + 8, "small": 16 * 4 * 4 + 8}[hw]
+    assert parts["embed"] == {"default": 16 * 1 * 4 + 9, "small": 16 * 4 * 4 + 9}[hw]
     assert parts["total"] == sum(v for k, v in parts.items() if k != "total")
     assert list(parts)[3:-3] == [ps.name for ps in prog.passes]
 
