@@ -614,16 +614,17 @@ def test_fanout_replicas_survive_synthesis(tmp_path):
     from amaranth.back import rtlil
 
     from hw.common import ceil_div
-    from hw.spike_linear import LANES_PER_REPLICA, SpikeLinear, pack_matrix
+    from hw.spike_linear import IDX_LANES_PER_COPY, LANES_PER_REPLICA, SpikeLinear, pack_matrix
     P, TL = 2 * LANES_PER_REPLICA, 2
     rows = pack_matrix([[(5 * i + 3 * j * j) % 15 - 7 for j in range(P)] for i in range(8)], P, 4)
     il = rtlil.convert(SpikeLinear(8, P, TL, 4, rows), name="top")
     groups = ceil_div(P, LANES_PER_REPLICA)
     idx_bits = 3  # an index into 8 inputs
     # gates: TL x groups copies; clear, the drain buffer's copy and its moves: a broadcast tree
-    # each, 8 leaves per first-level copy; the issued input's valid bit and index: a copy per
-    # token lane
-    copies = TL * groups + 3 * (ceil_div(TL * groups, 8) + TL * groups) + TL * (1 + idx_bits)
-    assert _replica_flip_flops(tmp_path, il, keep=True) == copies == 27
+    # each, 8 leaves per first-level copy; the issued input's valid bit: a copy per token lane;
+    # its index: a copy per IDX_LANES_PER_COPY token lanes (one here)
+    copies = (TL * groups + 3 * (ceil_div(TL * groups, 8) + TL * groups) + TL
+              + ceil_div(TL, IDX_LANES_PER_COPY) * idx_bits)
+    assert _replica_flip_flops(tmp_path, il, keep=True) == copies == 24
     # folded: one per value (gates: per token lane) and tree level
     assert _replica_flip_flops(tmp_path, il, keep=False) == TL + 3 * 2 + 1 + idx_bits
