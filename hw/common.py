@@ -14,7 +14,7 @@ from amaranth.hdl import Const, Signal, signed, unsigned, Value
 from quant.contract import bits_for
 
 __all__ = ["check_int", "check_bool", "pack", "unpack", "lane", "delay", "sbits", "ubits", "ceil_div", "FAULTS",
-           "REPLICA_PREFIX", "KEEP_REPLICAS", "BROADCAST_LATENCY", "replicas", "broadcast"]
+           "REPLICA_PREFIX", "KEEP_REPLICAS", "BROADCAST_LATENCY", "kept_register", "replicas", "broadcast"]
 
 # Test-only deliberate defects (see hw.top.Top): each flips a single detail of the contract.
 FAULTS = (None, "leak_round", "tree_input")
@@ -115,9 +115,15 @@ def replicas(m, value: Value, copies: int, name: str) -> list[Signal]:
     return [_kept_copy(m, value, f"{name}_{i}") for i in range(copies)]
 
 
+def kept_register(shape, name: str) -> Signal:
+    """A reset-less signal named and marked for `KEEP_REPLICAS`: for copies of one register
+    that the caller updates alike (a counter kept once per reader), which Yosys must not fold."""
+    return Signal(shape, name=f"{REPLICA_PREFIX}{name}", attrs={"keep": 1}, reset_less=True)
+
+
 def _kept_copy(m, value: Value, name: str) -> Signal:
     """One register holding `value` a cycle later, named and marked for `KEEP_REPLICAS`."""
-    r = Signal(value.shape(), name=f"{REPLICA_PREFIX}{name}", attrs={"keep": 1}, reset_less=True)
+    r = kept_register(value.shape(), name)
     m.d.sync += r.eq(value)
     return r
 

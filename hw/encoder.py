@@ -94,17 +94,16 @@ class STFEncoder(wiring.Component):
     accumulator) + REQUANT_LATENCY = 3 (input registers, product, output) = 8 cycles after the
     last issue. ``busy`` for N * chunks * K + 8 cycles from the cycle after ``start``, ``done``
     (one pulse, the cycle after the last E write) N * chunks * K + 9 cycles after ``start``
-    (`latency_e`);
-    the tap `TAP_LATENCY` = 3 cycles (S1 memory data, S2 E + P and the gated g registered,
-    S3 their sum).
+    (`latency_e`); the tap `TAP_LATENCY` = 3 cycles (S1 memory data, S2 E + P and the gated g
+    registered, S3 their sum).
 
     Resources: P multipliers pixel_bits x weight_bits (LUTs or MULT18), P requant multipliers
     (MULT18), memories: pixels H*W*C x pixel_bits, weights K*chunks x P*weight_bits,
     E N*chunks x P*e_bits, P table (T or 1)*N*chunks x P*pos_bits, gain/mult/bias chunks rows.
     MAC pipeline registers: P kept pixel copies (pixel_bits each), ceil(P / LANES_PER_REPLICA)
     kept accumulator controls (2 bits each), P weights (weight_bits), 2P products (pixel_bits +
-    weight_bits; "lut": 2 partial sums and the product), P accumulators (acc_bits); the step's valid / first / last / chunk per stage and
-    the E row delayed MAC_DEPTH + 2 cycles.
+    weight_bits; "lut": 2 partial sums and the product), P accumulators (acc_bits); the step's
+    valid / first / last / chunk per stage and the E row delayed MAC_DEPTH + 2 cycles.
     """
 
     # cycles from issuing a MAC step (S0) to its sum being in the accumulator (S5)

@@ -135,17 +135,14 @@ class Readout(wiring.Component):
         for lv in range(self.argmax_levels(C)):
             nxt = []
             for i in range(0, len(level), 2):
-                if i + 1 == len(level):
-                    a_v, a_c = level[i]
-                    v = Signal(signed(self.logit_bits), name=f"am{lv}_{i // 2}_v", reset_less=True)
-                    c = Signal(cls_bits, name=f"am{lv}_{i // 2}_c", reset_less=True)
-                    m.d.sync += [v.eq(a_v), c.eq(a_c)]
-                else:
-                    (a_v, a_c), (b_v, b_c) = level[i], level[i + 1]
-                    v = Signal(signed(self.logit_bits), name=f"am{lv}_{i // 2}_v", reset_less=True)
-                    c = Signal(cls_bits, name=f"am{lv}_{i // 2}_c", reset_less=True)
+                v = Signal(signed(self.logit_bits), name=f"am{lv}_{i // 2}_v", reset_less=True)
+                c = Signal(cls_bits, name=f"am{lv}_{i // 2}_c", reset_less=True)
+                (a_v, a_c) = level[i]
+                if i + 1 < len(level):  # an odd one out passes to the next level as it is
+                    (b_v, b_c) = level[i + 1]
                     right = b_v > a_v
-                    m.d.sync += [v.eq(Mux(right, b_v, a_v)), c.eq(Mux(right, b_c, a_c))]
+                    a_v, a_c = Mux(right, b_v, a_v), Mux(right, b_c, a_c)
+                m.d.sync += [v.eq(a_v), c.eq(a_c)]
                 nxt.append((v, c))
             level = nxt
         busy = Signal(self.argmax_levels(C))  # the start's way through the levels

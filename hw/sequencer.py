@@ -42,7 +42,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.attention import SpikeDrivenAttention
-from hw.common import REPLICA_PREFIX, ceil_div, check_fault, pack, replicas, sbits, ubits
+from hw.common import ceil_div, check_fault, kept_register, pack, replicas, sbits, ubits
 from hw.encoder import STFEncoder
 from hw.lif import LIF_LATENCY, LIFArray
 from hw.param_image import SEGMENTS, ParamImage
@@ -402,11 +402,11 @@ class Sequencer(wiring.Component):
             mem = memory.Memory(shape=unsigned(nch * P), depth=N, init=[])
             m.submodules[f"plane_{name}"] = mem
             planes.append((mem.read_port(), mem.write_port(granularity=P), nch))
-        # The parameter ROM is split like the residual memory, by groups of LANES_PER_REPLICA
-        # lanes, each with its own registered copy of the row address: one address decoded from
-        # the FSM's state and fanned out to every lane's ROM LUTs was the 72.25 MHz critical path
-        # (7 ns of routing after the state mux, docs/build.md).
-        p_groups = [range(g, min(P, g + LANES_PER_REPLICA)) for g in range(0, P, LANES_PER_REPLICA)]
+        # The parameter ROM and the residual memory are split by groups of LANES_PER_REPLICA
+        # lanes, each part with its own registered copy of its addresses. The parameter ROM's
+        # one address, decoded from the FSM's state and fanned out to every lane's ROM LUTs, was
+        # the 72.25 MHz critical path (7 ns of routing after the state mux, docs/build.md).
+        lane_groups = [range(g, min(P, g + LANES_PER_REPLICA)) for g in range(0, P, LANES_PER_REPLICA)]
         p_fields = [(cfg.bias_bits, 0), (cfg.mult_bits, P * cfg.bias_bits),
                     (prog.theta_bits, P * (cfg.bias_bits + cfg.mult_bits))]
 
@@ -423,7 +423,7 @@ class Sequencer(wiring.Component):
             return Cat(*(word[off + lanes.start * bits: off + lanes.stop * bits] for bits, off in p_fields))
 
         p_ports = []
-        for gi, lanes in enumerate(p_groups):
+        for gi, lanes in enumerate(lane_groups):
             gmem = memory.Memory(shape=unsigned(len(lanes) * (cfg.bias_bits + cfg.mult_bits + prog.theta_bits)),
                                  depth=len(prog.param_rows), init=[p_slice(r, lanes) for r in prog.param_rows])
             m.submodules[f"params{gi}"] = gmem
@@ -431,21 +431,18 @@ class Sequencer(wiring.Component):
             if loadable:
                 pwp = gmem.write_port()
                 m.d.comb += [pwp.en.eq(seg_en("params")), pwp.addr.eq(self.w_addr),
-                             pwp.data.eq(p_slice(self.w_data[:len(self.w_data)], lanes))]
-        p_lane = [(gi, i) for gi, lanes in enumerate(p_groups) for i in range(len(lanes))]
-        # The residual memory is split by groups of LANES_PER_REPLICA lanes, each with its own
-        # registered copy of the read and write addresses: one address net reaching all P lanes'
-        # LUT RAM was the 64.99 MHz critical path (10.7 ns of routing).
-        u_groups = [range(g, min(P, g + LANES_PER_REPLICA)) for g in range(0, P, LANES_PER_REPLICA)]
+                             pwp.data.eq(p_slice(self.w_data, lanes))]
+        # The residual memory's one address net reaching all P lanes' LUT RAM was the 64.99 MHz
+        # critical path (10.7 ns of routing).
         u_ports = []
-        for gi, lanes in enumerate(u_groups):
+        for gi, lanes in enumerate(lane_groups):
             umem = memory.Memory(shape=unsigned(len(lanes) * prog.res_bits), depth=N * chD, init=[])
             m.submodules[f"residual{gi}"] = umem
             u_ports.append((umem.write_port(), umem.read_port()))
 
         def p_field(j, f):
-            gi, i = p_lane[j]
-            n = len(p_groups[gi])
+            gi, i = divmod(j, LANES_PER_REPLICA)
+            n = len(lane_groups[gi])
             at = sum(bits * n for bits, _ in p_fields[:f])
             return p_ports[gi].data[at:].word_select(i, p_fields[f][0])
 
@@ -480,7 +477,7 @@ class Sequencer(wiring.Component):
         # per ROM group: `prow_next` holds by default, and the FSM names the next row where it
         # changes (a LIN chunk's `done`, the ENC state's chunk step, a HEAD chunk's `done`).
         prow_next = Signal(range(len(prog.param_rows)))
-        prow = replicas(m, prow_next, len(p_groups), "prow")
+        prow = replicas(m, prow_next, len(lane_groups), "prow")
         m.d.comb += prow_next.eq(prow[0])
         for gi, rp in enumerate(p_ports):
             m.d.comb += rp.addr.eq(prow[gi])
@@ -509,9 +506,9 @@ class Sequencer(wiring.Component):
         for j in range(P):
             m.d.comb += theta1[j].eq(p_theta(j))
         # residual read: address copies registered at S1, data at S2
-        uaddr1 = replicas(m, d_uaddr, len(u_groups), "uaddr1")
+        uaddr1 = replicas(m, d_uaddr, len(lane_groups), "uaddr1")
         u2 = Signal(data.ArrayLayout(signed(prog.res_bits), P), name="u2")
-        for gi, lanes in enumerate(u_groups):
+        for gi, lanes in enumerate(lane_groups):
             wp, rp = u_ports[gi]
             m.d.comb += rp.addr.eq(uaddr1[gi])
             for i, j in enumerate(lanes):
@@ -535,7 +532,7 @@ class Sequencer(wiring.Component):
         x4 = Signal(data.ArrayLayout(signed(prog.x_bits), P))
         # the select per lane group, a kept copy each: one mode register driving every lane's
         # x mux sat on the 13.3 ns residual write-data paths
-        rq4 = replicas(m, mode3 == MODE_RQ, len(u_groups), "rq_sel4")
+        rq4 = replicas(m, mode3 == MODE_RQ, len(lane_groups), "rq_sel4")
         for j in range(P):
             with m.If(rq4[j // LANES_PER_REPLICA]):
                 m.d.comb += x4[j].eq(u4[j] + rq.o_y[j])  # fits x_bits: |u| <= residual_max
@@ -558,9 +555,9 @@ class Sequencer(wiring.Component):
         m.d.sync += maddr3.eq(stage(mbase1, "mbase2") + row2)
         at4["maddr"] = stage(maddr3, "maddr_s4")
         # residual write at S4: address and enable copies per lane group (registered from S3)
-        uwaddr4 = replicas(m, at3["uaddr"], len(u_groups), "uwaddr4")
-        uwen4 = replicas(m, at3["v"] & (at3["mode"] != MODE_BIAS), len(u_groups), "uwen4")
-        for gi, lanes in enumerate(u_groups):
+        uwaddr4 = replicas(m, at3["uaddr"], len(lane_groups), "uwaddr4")
+        uwen4 = replicas(m, at3["v"] & (at3["mode"] != MODE_BIAS), len(lane_groups), "uwen4")
+        for gi, lanes in enumerate(lane_groups):
             wp, rp = u_ports[gi]
             m.d.comb += [wp.addr.eq(uwaddr4[gi]), wp.en.eq(uwen4[gi])]
             for i, j in enumerate(lanes):
@@ -658,8 +655,7 @@ class Sequencer(wiring.Component):
         # COUNT row and LOAD row: n_ctr or g_ctr * lanes + k_ctr, which it equals in those
         # states), kept in one copy per plane and one for the encoder's tap: the state mux of
         # those counters into every plane's LUT RAM address was a 12.7 ns path.
-        read_rows = [Signal(range(max(N, 2)), name=f"{REPLICA_PREFIX}read_row_{i}", attrs={"keep": 1}, reset_less=True)
-                     for i in range(len(planes) + 1)]
+        read_rows = [kept_register(range(max(N, 2)), f"read_row_{i}") for i in range(len(planes) + 1)]
         for i, (rp, wp, nch) in enumerate(planes):
             m.d.comb += rp.addr.eq(read_rows[i])
 
@@ -773,11 +769,10 @@ class Sequencer(wiring.Component):
                 m.d.sync += dr_active.eq(0)
 
         # The image's clear reaches the LIFs, the attention and the Readout one cycle after
-        # `start`, from a register: decoded from the FSM it drove the reset and enable of every
-        # kv membrane bit (16.3 ns at e86cb03). EMBED runs for N*chD*K + 8 cycles before any of
-        # them is used.
-        # One kept copy per receiver: the one register reaching the LIF's fresh bits, the kv
-        # membranes' resets and the Readout was a 13 ns net on the 85F (lif.fresh at 050bd56).
+        # `start`, from a kept register per receiver: decoded from the FSM it drove the reset and
+        # enable of every kv membrane bit (16.3 ns at e86cb03), and one register for all three
+        # was a 13 ns net (lif.fresh at 050bd56). EMBED runs for N*chD*K + 9 cycles before any
+        # of them is used.
         img_clear = Signal()
         clear_lif, clear_attn, clear_ro = replicas(m, img_clear, 3, "img_clear")
         m.d.comb += [lif.clear.eq(clear_lif), attn.clear.eq(clear_attn), ro.clear.eq(clear_ro)]

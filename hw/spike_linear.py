@@ -270,11 +270,11 @@ class SpikeLinear(wiring.Component):
         n_slices = ceil_div(n, 1 << lo)
         part2 = [[Signal(n_slices, name=f"part2_{k}b{b}", reset_less=True) for k in range(TL)] for b in range(B)]
         hi2 = [[Signal(len(idx0[0]) - lo, name=f"hi2_{k}b{b}", reset_less=True) for k in range(TL)] for b in range(B)]
+        padded = [Cat(spikes[k], Const(0, n_slices * (1 << lo) - n)) for k in range(TL)]
         for b in range(B):
             for k in range(TL):
-                padded = Cat(spikes[k], Const(0, n_slices * (1 << lo) - n))
                 for g in range(n_slices):
-                    m.d.sync += part2[b][k][g].eq(padded[g << lo:(g + 1) << lo].bit_select(idx1c[b][k][:lo], 1))
+                    m.d.sync += part2[b][k][g].eq(padded[k][g << lo:(g + 1) << lo].bit_select(idx1c[b][k][:lo], 1))
                 m.d.sync += hi2[b][k].eq(idx1c[b][k][lo:])
         # `ends[0]` is the cycle after the last issue; `done` follows the last of `ends`
         ends = [Signal(name=f"ending{i}") for i in range(ACC_OVERHEAD - 2)]

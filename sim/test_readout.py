@@ -16,8 +16,8 @@ logit, ``T*(N*D*2^(wb-1) + 2^(bias_bits-1))``), ties between two classes that ar
 (the lower one wins), a maximum on the last class, and random ones.
 
 Checked: the logits exactly at ``done``; ``cls`` = argmax_lowest; ``done`` a one-cycle pulse
-exactly ``Readout.argmax_latency(C)`` = ceil(log2 C) + 1 cycles after ``start``; the logits in the cycles around the last ``i_valid`` and
-right after ``clear`` equal the sum of exactly those items issued at least `latency` cycles
+exactly ``Readout.argmax_latency(C)`` = ceil(log2 C) + 1 cycles after ``start``; the logits in
+the cycles around the last ``i_valid`` and right after ``clear`` equal the sum of exactly those items issued at least `latency` cycles
 earlier (the documented accumulate latency, tree latency + 2); ``cls`` held until the next
 argmax. The ``tree_input`` fault (drops token lane TL - 1) must be caught.
 """
