@@ -12,9 +12,15 @@ from hw.common import ceil_div, check_bool, check_fault, check_int, pack, replic
 from hw.lif import LIF_LATENCY, LIFArray
 from hw.spike_linear import LANES_PER_REPLICA
 
-__all__ = ["FIRE_LATENCY", "SpikeDrivenAttention", "theta_rows"]
+__all__ = ["FIRE_LATENCY", "SpikeDrivenAttention", "count_latency", "theta_rows"]
 
 FIRE_LATENCY = LIF_LATENCY + 2  # `fire` -> `kv_valid`: theta read, the LIF, kv register
+
+
+def count_latency(rows: int, register_every: int) -> int:
+    """Cycles from the last `i_valid` to final counts: the input register (the K AND V rows), the
+    popcount tree, the count register."""
+    return tree_latency(rows, register_every) + 2
 
 
 def theta_rows(theta, theta_bits: int) -> list[int]:
@@ -62,7 +68,7 @@ class SpikeDrivenAttention(wiring.Component):
     w_en : In(1), w_addr : In(range(blocks)), w_data : In(unsigned(D*theta_bits))   loadable only
         Write the thresholds of block `w_addr` (while no kv LIF fires).
 
-    Latency: count_latency = tree latency + 1; fire_latency = LIF_LATENCY + 2 = 6 (theta read, LIF, kv register).
+    Latency: count_latency = tree latency + 2 (input register, tree, count); fire_latency = LIF_LATENCY + 2 = 6 (theta read, LIF, kv register).
 
     Resources: D popcount trees of `rows` inputs, D counters of ubits(N) bits, ceil(D / 8)
     kept copies of `count_clear`, a D-lane LIF
@@ -92,7 +98,7 @@ class SpikeDrivenAttention(wiring.Component):
         self.count_bits = ubits(tokens)
         self.x_bits = sbits(tokens)
         self.register_every = register_every
-        self.count_latency = tree_latency(rows, register_every) + 1
+        self.count_latency = count_latency(rows, register_every)
         self.fire_latency = FIRE_LATENCY
         members = {
             "clear": In(1), "count_clear": In(1),
@@ -112,13 +118,23 @@ class SpikeDrivenAttention(wiring.Component):
         m = Module()
         D, R = self.dim, self.rows
         counts = [Signal(self.count_bits, name=f"count{c}") for c in range(D)]
-        restart = replicas(m, self.count_clear, ceil_div(D, LANES_PER_REPLICA), "attn_count_clear")
+        # K and V arrive straight from the planes' EBR (5.8 ns clock-to-out on the 85F), and
+        # Yosys folded their AND into the counters' clock enables (11.8 ns at c50dac1): their AND
+        # and `i_valid` (kept copies, one per LANES_PER_REPLICA channels) are registered first,
+        # and the restart one cycle later to match, so the counting window is unchanged.
+        groups = ceil_div(D, LANES_PER_REPLICA)
+        valid1 = replicas(m, self.i_valid, groups, "attn_valid")
+        clear1 = Signal()
+        m.d.sync += clear1.eq(self.count_clear)
+        restart = replicas(m, clear1, groups, "attn_count_clear")
         for c in range(D):
             tree = AdderTree(R, register_every=self.register_every, popcount=True, fault=self.fault)
             m.submodules[f"pop{c}"] = tree
-            m.d.comb += [tree.i_valid.eq(self.i_valid)]
+            m.d.comb += [tree.i_valid.eq(valid1[c // LANES_PER_REPLICA])]
             for r in range(R):
-                m.d.comb += tree.inputs[r].eq(self.i_k[r][c] & self.i_v[r][c])
+                kv1 = Signal(name=f"kv1_{r}_{c}", reset_less=True)
+                m.d.sync += kv1.eq(self.i_k[r][c] & self.i_v[r][c])
+                m.d.comb += tree.inputs[r].eq(kv1)
             with m.If(restart[c // LANES_PER_REPLICA]):
                 m.d.sync += counts[c].eq(Mux(tree.o_valid, tree.sum, 0))
             with m.Elif(tree.o_valid):

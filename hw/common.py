@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from amaranth.hdl import Const, Signal, signed, unsigned, Value
+from amaranth.hdl import Cat, Const, Mux, Signal, signed, unsigned, Value
 
 from quant.contract import bits_for
 
 __all__ = ["check_int", "check_bool", "pack", "unpack", "lane", "delay", "sbits", "ubits", "ceil_div", "FAULTS",
-           "REPLICA_PREFIX", "KEEP_REPLICAS", "BROADCAST_LATENCY", "kept_register", "replicas", "broadcast"]
+           "REPLICA_PREFIX", "KEEP_REPLICAS", "BROADCAST_LATENCY", "kept_register", "replicas", "broadcast",
+           "lowest_set_index"]
 
 # Test-only deliberate defects (see hw.top.Top): each flips a single detail of the contract.
 FAULTS = (None, "leak_round", "tree_input")
@@ -140,3 +141,24 @@ def broadcast(m, value: Value, copies: int, name: str, fanout: int = 8) -> list[
     check_int("broadcast", "fanout", fanout, 1)
     first = replicas(m, value, ceil_div(copies, fanout), f"{name}_t")
     return [_kept_copy(m, first[i // fanout], f"{name}_{i}") for i in range(copies)]
+
+
+def lowest_set_index(vec: Value) -> tuple[Value, Value]:
+    """(any bit set, index of the lowest set bit) of `vec`, as a radix-4 priority tree: each level
+    picks the first of four groups that has a bit set and appends that group's number above the
+    group's own index, so the depth is about log4(len) two-LUT levels with no carry chain. The
+    index has max(1, ceil(log2 len)) bits and is meaningless when no bit is set."""
+    n = len(vec)
+    width = max(1, (n - 1).bit_length())
+    nodes = [(vec[i], Const(0, 0)) for i in range(n)]
+    while len(nodes) > 1:
+        nodes += [(Const(0, 1), Const(0, len(nodes[0][1])))] * (-len(nodes) % 4)
+        level = []
+        for g in range(0, len(nodes), 4):
+            (z0, i0), (z1, i1), (z2, i2), (z3, i3) = nodes[g:g + 4]
+            low = Mux(z0, i0, Mux(z1, i1, Mux(z2, i2, i3)))
+            group = Mux(z0, 0, Mux(z1, 1, Mux(z2, 2, 3)))
+            level.append((z0 | z1 | z2 | z3, Cat(low, group[:2])))
+        nodes = level
+    nz, idx = nodes[0]
+    return nz, Cat(idx, Const(0, width))[:width]

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from hw.adder_tree import tree_latency
-from hw.attention import FIRE_LATENCY
+from hw.attention import FIRE_LATENCY, count_latency
 from hw.encoder import STFEncoder
 from hw.readout import Readout
 from hw.spike_linear import ACC_OVERHEAD, visits
@@ -54,8 +54,8 @@ def pass_cycles(prog: Program, ps, visited: Callable[[int], int]) -> int:
     if ps.kind == ENC:
         return 1 + N * prog.chD + flush                                  # BEGIN, ENC, FLUSH
     if ps.kind == KV:
-        count_latency = tree_latency(1, prog.hw.tree_register_every) + 1
-        return 1 + N + (count_latency + 1) + FIRE_LATENCY               # BEGIN, COUNT, CWAIT, FIRE
+        count = count_latency(1, prog.hw.tree_register_every)
+        return 1 + N + (count + 1) + FIRE_LATENCY                       # BEGIN, COUNT, CWAIT, FIRE
     nch = len(ps.chunks)
     TL, G = prog.group_lanes(ps), prog.pass_groups(ps)                   # per-token head: 1, N
     if ps.kind == HEAD:

@@ -109,8 +109,8 @@ def _expected(cfg, th, imgs):
 def _run(sim, seed, waves, cfg, fault=None, n_images=3):
     D, N, blocks, rows, _, _, T = cfg
     design, th = _design(sim, cfg, fault)
-    # the docstring's numbers: count_latency = tree latency + 1, fire_latency = LIF_LATENCY + 2 = 6
-    count_latency, fire_latency = tree_latency(rows, cfg[4]) + 1, LIF_LATENCY + 2
+    # the docstring's numbers: count_latency = tree latency + 2, fire_latency = LIF_LATENCY + 2 = 6
+    count_latency, fire_latency = tree_latency(rows, cfg[4]) + 2, LIF_LATENCY + 2
     rng = np.random.default_rng(seed)
     imgs = _images(rng, cfg, th, n_images)
     prog = Program().init(clear=0, count_clear=0, i_valid=0, fire=0, q=0)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hw.common import ceil_div, pack
+from hw.common import ceil_div, lowest_set_index, pack
 from hw.spike_linear import ACC_OVERHEAD, SpikeLinear, pack_matrix, visits
 from quant.contract import signed_range, spike_linear
 from tests.hw_util import lanes_of, raw, run_sim, seed_for, set_raw
@@ -229,3 +229,29 @@ def test_spike_linear_rejects_bad_parameters(kw, exc, msg):
     with pytest.raises(exc, match=msg):
         SpikeLinear(args["inputs"], args["lanes"], args["token_lanes"], args["weight_bits"], rows,
                     event_driven=args.get("event_driven", True), banks=args.get("banks", 1))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 16, 17, 63, 64, 65, 100])
+def test_lowest_set_index_is_the_lowest_set_bit(n):
+    """The event-driven issue's priority tree: every single bit, all-ones, and random vectors
+    (at any length, padded groups included); `any` is 0 only for the zero vector."""
+    from amaranth.hdl import Module, Signal
+
+    rng = np.random.default_rng(seed_for(f"lowest_set_index{n}"))
+    m = Module()
+    vec = Signal(n)
+    nz, idx = lowest_set_index(vec)
+    o_nz, o_idx = Signal(), Signal(len(idx))
+    m.d.comb += [o_nz.eq(nz), o_idx.eq(idx)]
+    assert len(idx) == max(1, (n - 1).bit_length())
+    values = [0, (1 << n) - 1] + [1 << i for i in range(n)]
+    values += [int("".join(map(str, rng.integers(0, 2, n))), 2) for _ in range(100)]
+
+    async def bench(ctx):
+        for v in values:
+            ctx.set(vec, v)
+            assert ctx.get(o_nz) == (v != 0), v
+            if v:
+                assert ctx.get(o_idx) == (v & -v).bit_length() - 1, v
+
+    run_sim(m, bench)
