@@ -339,7 +339,7 @@ def parse_nak(payload: bytes) -> tuple[int, int]:
 EXAMPLE_CLASS = 5
 EXAMPLE_LOGITS = (260, -360, -55, 178, -18, 406, 74, 165, 71, 180)
 EXAMPLE_SPIKE_COUNTS = (352, 361, 200, 210, 15, 31, 407, 451, 322)
-CYCLES_EXAMPLE = 11451
+CYCLES_EXAMPLE = 11455
 EXAMPLE_IMAGE_HEAD = bytes.fromhex("d1cdeef5ea11f02feddaaf19defeec66")
 EXAMPLE_IMAGE_SIZE = 10944
 
