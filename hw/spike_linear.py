@@ -40,6 +40,8 @@ LANES_PER_REPLICA = 8
 SEL_BITS = 3
 # Token lanes served by one S1 copy of the issued index (see SpikeLinear)
 IDX_LANES_PER_COPY = 4
+# Token lanes served by one registered copy of a bank's weight row (see SpikeLinear)
+W3_TOKEN_LANES = 4
 
 
 def visits(union, n_in: int, banks: int) -> int:
@@ -121,9 +123,12 @@ class SpikeLinear(wiring.Component):
     accumulators of acc_bits (flip-flops + one adder each), as many drain-buffer registers
     (flip-flops + a 2:1 mux each) and as many masked-weight registers of weight_bits + log2(B)
     (a B-input adder each when B > 1); with G = ceil(lanes / LANES_PER_REPLICA): B x TL x G
-    gate copies, 3 x (TL x G + ceil(TL x G / 8)) clear, copy and move copies, B x TL copies of the valid and B x ceil(TL / 4) of the issued index; for the spike
-    gates B x TL x ceil(inputs / 8) registered 8:1 bit muxes and B x TL ceil(inputs / 8):1 muxes; in event-driven mode B `inputs`-bit find-first-sets (a carry chain + an OR
-    encoder each).
+    gate copies, 4 x (TL x G + ceil(TL x G / 8)) clear, copy, move and drain-enable copies,
+    B x TL copies of the valid, B x ceil(TL / 4) of the issued index and B x ceil(TL / 4) of
+    the weight row (lanes x weight_bits each); for the spike gates B x TL x ceil(inputs / 8)
+    registered 8:1 bit muxes and B x TL ceil(inputs / 8):1 muxes; in event-driven mode B
+    `inputs`-bit lowest-set-bit finders (a radix-4 priority tree for the index, a carry chain
+    for the update each).
     """
 
     def __init__(self, inputs: int, lanes: int, token_lanes: int, weight_bits: int, rows, *,
@@ -255,9 +260,9 @@ class SpikeLinear(wiring.Component):
         # S2 -> S3 -> S4 -> S5 (see Latency). The bank's row arrives at S2 with the EBR's slow
         # clock-to-output (5.8 ns on the 85F) and feeds TL x P masked weights spread over the
         # accumulators' area: registered first (S3), beside the gates (per copy group of lanes).
-        w3 = [Signal(P * wb, name=f"w3_{b}", reset_less=True) for b in range(B)]
-        for b in range(B):
-            m.d.sync += w3[b].eq(rps[b].data)
+        # One copy per W3_TOKEN_LANES token lanes: a single w3 per bank fanning out to all TL
+        # token lanes' masked weights was the 12.6 ns `mw` family on the 85F (c50dac1).
+        w3 = [replicas(m, rps[b].data, ceil_div(TL, W3_TOKEN_LANES), f"w3b{b}") for b in range(B)]
         # The spike gate spikes[k][idx] is a `inputs`:1 mux, cut in two registered halves: at S1
         # a copy of the index per IDX_LANES_PER_COPY token lanes (registered from S0, so no one
         # index net selects in all TL spike vectors) picks bit idx mod 2^SEL_BITS of every
@@ -300,6 +305,9 @@ class SpikeLinear(wiring.Component):
             with m.Elif(left != 0):
                 m.d.sync += left.eq(left - 1)
         shift = broadcast(m, move_req, TL * groups, "shift")
+        # the drain buffer's clock enable as its own copies: copy | shift formed in a LUT in
+        # front of 8 lanes x acc_bits enables was an 11.5-16 ns family on the 85F
+        dbuf_en = broadcast(m, (ends[-2] & drain) | move_req, TL * groups, "dbuf_en")
         for b in range(B):
             m.d.comb += rps[b].addr.eq((base + idx1[b])[lb:])
 
@@ -352,15 +360,14 @@ class SpikeLinear(wiring.Component):
                 g = j // LANES_PER_REPLICA
                 mw = Signal(signed(wb + lb), name=f"mw{k}_{j}", reset_less=True)
                 # zero where the lane does not spike: the accumulator adds every cycle, no enable
-                m.d.sync += mw.eq(sum(Mux(gate3[b][k][g], w3[b].word_select(j, wb).as_signed(), 0)
+                m.d.sync += mw.eq(sum(Mux(gate3[b][k][g], w3[b][k // W3_TOKEN_LANES].word_select(j, wb).as_signed(), 0)
                                       for b in range(B)))
                 with m.If(clear[k * groups + g]):
                     m.d.sync += acc[k][j].eq(0)
                 with m.Else():
                     m.d.sync += acc[k][j].eq(acc[k][j] + mw)
-                with m.If(copy[k * groups + g]):
-                    m.d.sync += dbuf[k][j].eq(acc[k][j])
-                with m.Elif(shift[k * groups + g]):
-                    m.d.sync += dbuf[k][j].eq(dbuf[k + 1][j] if k + 1 < TL else 0)
+                with m.If(dbuf_en[k * groups + g]):
+                    m.d.sync += dbuf[k][j].eq(Mux(copy[k * groups + g], acc[k][j],
+                                                  dbuf[k + 1][j] if k + 1 < TL else 0))
         return m
 
