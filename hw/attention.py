@@ -68,10 +68,11 @@ class SpikeDrivenAttention(wiring.Component):
     w_en : In(1), w_addr : In(range(blocks)), w_data : In(unsigned(D*theta_bits))   loadable only
         Write the thresholds of block `w_addr` (while no kv LIF fires).
 
-    Latency: count_latency = tree latency + 2 (input register, tree, count); fire_latency = LIF_LATENCY + 2 = 6 (theta read, LIF, kv register).
+    Latency: count_latency = tree latency + 2 (input register, tree, count); fire_latency =
+    LIF_LATENCY + 2 = 6 (theta read, LIF, kv register).
 
-    Resources: D popcount trees of `rows` inputs, D counters of ubits(N) bits, ceil(D / 8)
-    kept copies of `count_clear`, a D-lane LIF
+    Resources: D x rows registers of K AND V, D popcount trees of `rows` inputs, D counters of
+    ubits(N) bits, ceil(D / 8) kept copies each of `i_valid` and `count_clear`, a D-lane LIF
     (membranes blocks x D x x_bits), the theta memory blocks x D*theta_bits bits.
     """
 

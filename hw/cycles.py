@@ -17,7 +17,6 @@ from typing import Callable
 
 import numpy as np
 
-from hw.adder_tree import tree_latency
 from hw.attention import FIRE_LATENCY, count_latency
 from hw.encoder import STFEncoder
 from hw.readout import Readout
