@@ -8,7 +8,8 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.adder_tree import AdderTree, tree_latency
-from hw.common import ceil_div, check_bool, check_fault, check_int, pack, replicas, sbits, ubits
+from hw.common import (BROADCAST_LATENCY, broadcast, ceil_div, check_bool, check_fault, check_int, pack, replicas,
+                       sbits, ubits)
 from hw.lif import LIF_LATENCY, LIFArray
 from hw.spike_linear import LANES_PER_REPLICA
 
@@ -72,7 +73,8 @@ class SpikeDrivenAttention(wiring.Component):
     LIF_LATENCY + 2 = 6 (theta read, LIF, kv register).
 
     Resources: D x rows registers of K AND V, D popcount trees of `rows` inputs, D counters of
-    ubits(N) bits, ceil(D / 8) kept copies each of `i_valid` and `count_clear`, a D-lane LIF
+    ubits(N) bits, ceil(D / 8) kept copies of `i_valid`, a `broadcast` tree of `count_clear`
+    (ceil(D / 8) copies behind ceil(D / 64)), a D-lane LIF
     (membranes blocks x D x x_bits), the theta memory blocks x D*theta_bits bits.
     """
 
@@ -124,12 +126,12 @@ class SpikeDrivenAttention(wiring.Component):
         # K and V arrive straight from the planes' EBR (5.8 ns clock-to-out on the 85F), and
         # Yosys folded their AND into the counters' clock enables (11.8 ns at c50dac1): their AND
         # and `i_valid` (kept copies, one per LANES_PER_REPLICA channels) are registered first,
-        # and the restart one cycle later to match, so the counting window is unchanged.
+        # and the restart one cycle later to match (a broadcast tree's two cycles instead of a
+        # copy's one), so the counting window is unchanged.
         groups = ceil_div(D, LANES_PER_REPLICA)
         valid1 = replicas(m, self.i_valid, groups, "attn_valid")
-        clear1 = Signal()
-        m.d.sync += clear1.eq(self.count_clear)
-        restart = replicas(m, clear1, groups, "attn_count_clear")
+        assert BROADCAST_LATENCY == 2
+        restart = broadcast(m, self.count_clear, groups, "attn_count_clear")
         for c in range(D):
             tree = AdderTree(R, register_every=self.register_every, popcount=True, fault=self.fault)
             m.submodules[f"pop{c}"] = tree

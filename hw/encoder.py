@@ -283,8 +283,9 @@ class STFEncoder(wiring.Component):
             # them: the E write address travels in its own delay line), not on `start`: `start`
             # comes from the Sequencer's FSM, and through the counters' enables it was an 11.9 ns
             # family on the 85F (s22a).
+            steps = (n, ch, k, e_addr)
             with m.State("IDLE"):
-                m.d.sync += [n.eq(0), ch.eq(0), k.eq(0), e_addr.eq(0)]
+                m.d.sync += [s.eq(0) for s in steps]
                 with m.If(self.start):
                     m.next = "MAC"
             with m.State("MAC"):
@@ -303,7 +304,7 @@ class STFEncoder(wiring.Component):
                         m.d.sync += ch.eq(ch + 1)
             with m.State("DRAIN"):  # the pipeline and Requant drain into E
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [n.eq(0), ch.eq(0), k.eq(0), e_addr.eq(0)]
+                m.d.sync += [s.eq(0) for s in steps]
                 m.d.sync += tail.eq(tail + 1)
                 with m.If(tail == drain - 1):  # the last row is written at the end of this cycle
                     m.d.sync += self.done.eq(1)

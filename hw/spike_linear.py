@@ -295,7 +295,8 @@ class SpikeLinear(wiring.Component):
         # `ends` (the cycle before `done`) on.
         assert BROADCAST_LATENCY == 2 and len(ends) >= 2
         drain = Signal()
-        copy = broadcast(m, ends[-2] & drain, TL * groups, "copy")
+        copy_req = ends[-2] & drain
+        copy = broadcast(m, copy_req, TL * groups, "copy")
         move_req = Signal()
         if TL > 1:
             left = Signal(range(TL))
@@ -307,7 +308,7 @@ class SpikeLinear(wiring.Component):
         shift = broadcast(m, move_req, TL * groups, "shift")
         # the drain buffer's clock enable as its own copies: copy | shift formed in a LUT in
         # front of 8 lanes x acc_bits enables was an 11.5-16 ns family on the 85F
-        dbuf_en = broadcast(m, (ends[-2] & drain) | move_req, TL * groups, "dbuf_en")
+        dbuf_en = broadcast(m, copy_req | move_req, TL * groups, "dbuf_en")
         for b in range(B):
             m.d.comb += rps[b].addr.eq((base + idx1[b])[lb:])
 
