@@ -8,6 +8,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.common import ceil_div, check_bool, check_int, delay, pack, replicas, sbits
+from hw.dsp import RegisteredMultiplier
 from hw.multiplier import MULTIPLIERS, partial_sums
 from hw.requant import Requant
 from hw.spike_linear import LANES_PER_REPLICA
@@ -245,17 +246,22 @@ class STFEncoder(wiring.Component):
         for j in range(P):
             g = j // LANES_PER_REPLICA
             w2 = Signal(signed(wb), name=f"mac_w{j}", reset_less=True)  # S2
-            prod4 = Signal(signed(prod_bits), name=f"mac_prod{j}", reset_less=True)  # S4
             m.d.sync += w2.eq(wrp.data.word_select(j, wb).as_signed())
             if self.multipliers == "lut":  # two partial sums over the narrower operand, then their sum
                 a, b = (pix2[j], w2) if len(w2) <= len(pix2[j]) else (w2, pix2[j])
                 parts = [Signal(signed(prod_bits), name=f"mac_part{j}_{i}", reset_less=True)  # S3
                          for i in range(min(2, len(b)))]
                 m.d.sync += [pt.eq(ps) for pt, ps in zip(parts, partial_sums(a, b, len(parts)))]
+                prod4 = Signal(signed(prod_bits), name=f"mac_prod{j}", reset_less=True)  # S4
                 m.d.sync += prod4.eq(sum(parts[1:], parts[0]))
             else:
-                prod3 = Signal(signed(prod_bits), name=f"mac_mul{j}", reset_less=True)  # S3
-                m.d.sync += [prod3.eq(pix2[j] * w2), prod4.eq(prod3)]
+                # S3 the operands, S4 the product: on ECP5 the MULT18X18D's own input and output
+                # registers (hw.dsp). Through a combinational MULT18 between fabric registers this
+                # was the 11.9-17.1 ns family of every 85F placement (docs/build.md).
+                mul = RegisteredMultiplier(pix2[j].shape(), w2.shape(), name=f"mac_mul{j}")
+                m.submodules[f"mac_mul{j}"] = mul
+                m.d.comb += [mul.a.eq(pix2[j]), mul.b.eq(w2)]
+                prod4 = mul.p  # S4; |product| fits prod_bits (above)
             with m.If(ctl4[g][0]):  # S5
                 m.d.sync += acc[j].eq(Mux(ctl4[g][1], prod4, acc[j] + prod4))
 

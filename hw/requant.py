@@ -7,6 +7,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.common import check_int, replicas
+from hw.dsp import RegisteredMultiplier
 from hw.multiplier import MULTIPLIERS, partial_sums
 
 __all__ = ["Requant", "requant_out_bits", "LUT_RUN_BITS"]
@@ -32,10 +33,12 @@ class Requant(wiring.Component):
     input_register : bool    register acc, mult and bias first (one more cycle): the multiplier
                              blocks sit in fixed columns, and a memory's output routed straight
                              into them was a 9.5 ns net on the 85F (the Sequencer's drain).
-    multipliers : "dsp" or "lut" "dsp": ``acc * mult`` (a MULT18 per lane); "lut": the product's
-                             partial sums over runs of 4 bits of `mult` registered in place of the
-                             product, added with the shift and bias in the next stage
-                             (hw.multiplier). Same latency and result.
+    multipliers : "dsp" or "lut" "dsp": ``acc * mult`` in a hw.dsp.RegisteredMultiplier per lane
+                             (on ECP5 one MULT18X18D whose own registers hold the operands
+                             and the product); "lut": the product's partial sums over runs of
+                             4 bits of `mult` registered in place of the product, added with
+                             the shift and bias in the next stage (hw.multiplier). Same latency
+                             and result.
 
     Ports
     -----
@@ -48,8 +51,8 @@ class Requant(wiring.Component):
         Exact: |acc*mult| < 2^(acc_bits+mult_bits-2), shifted and biased it fits the output.
 
     Latency: 2 cycles (the product is registered, the MULT18 output register; then shift + add,
-    registered), 3 with `input_register`. Throughput one row per cycle. Bias is registered with
-    the product.
+    registered), 3 with `input_register` (acc and mult registered first: the MULT18's input
+    registers). Throughput one row per cycle. Bias is registered with the product.
 
     Resources: `lanes` multipliers acc_bits x mult_bits (one MULT18 each while both are <= 18
     bits), `lanes` adders of the output width, 2*lanes registers (+ the inputs with
@@ -82,34 +85,42 @@ class Requant(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        valid, acc, mult, bias = self.i_valid, self.i_acc, self.i_mult, self.i_bias
+        valid, bias = self.i_valid, self.i_bias
+        # the product: "dsp" a RegisteredMultiplier per lane, whose registers (acc, mult, then the
+        # product) are the MULT18X18D's own on ECP5 (hw.dsp); "lut" registered partial sums
+        dsp = self.multipliers == "dsp"
         if self.input_register:
             # Kept registers (hw.common.replicas, one copy each): Yosys's opt_merge otherwise
             # folds them into equal flip-flops elsewhere (a ROM column equal to a threshold
             # column), and that shared flip-flop, placed between its loads, reached the MULT18
-            # through 9.9 ns of routing (61.31 MHz, 85F, heap placer). acc0 and mult0 then feed
-            # only the multiplier and can sit beside it; bias0 is kept alike.
+            # through 9.9 ns of routing (61.31 MHz, 85F, heap placer). With "dsp" the operands'
+            # registers are the RegisteredMultiplier's (kept alike in fabric).
             valid0 = Signal(name="valid0")
             m.d.sync += valid0.eq(valid)
-            (acc0,) = replicas(m, acc, 1, "rq_acc")
-            (mult0,) = replicas(m, mult, 1, "rq_mult")
             (bias0,) = replicas(m, bias, 1, "rq_bias")
-            valid, acc, mult, bias = valid0, acc0, mult0, bias0
+            valid, bias = valid0, bias0
+            if not dsp:
+                (acc0,) = replicas(m, self.i_acc, 1, "rq_acc")
+                (mult0,) = replicas(m, self.i_mult, 1, "rq_mult")
         valid1 = Signal()
         bias1 = Signal.like(self.i_bias, reset_less=True)
         m.d.sync += [valid1.eq(valid), bias1.eq(bias), self.o_valid.eq(valid1)]
         y = Signal.like(self.o_y, name="y", reset_less=True)  # data: no reset net (see LIFArray)
         m.d.comb += self.o_y.eq(y)
         for j in range(self.lanes):
-            if self.multipliers == "lut":
+            if dsp:
+                mul = RegisteredMultiplier(signed(self.acc_bits), signed(self.mult_bits),
+                                           input_registers=self.input_register, name=f"prod{j}")
+                m.submodules[f"mul{j}"] = mul
+                m.d.comb += [mul.a.eq(self.i_acc[j]), mul.b.eq(self.i_mult[j])]
+                prod = mul.p
+            else:
+                acc, mult = (acc0, mult0) if self.input_register else (self.i_acc, self.i_mult)
                 parts = []
                 for g, ps in enumerate(partial_sums(acc[j], mult[j], -(-self.mult_bits // LUT_RUN_BITS))):
                     part = Signal(signed(self.acc_bits + self.mult_bits), name=f"prod{j}_{g}", reset_less=True)
                     m.d.sync += part.eq(ps)  # |each part| <= |the product's range|
                     parts.append(part)
                 prod = sum(parts[1:], parts[0])
-            else:
-                prod = Signal(signed(self.acc_bits + self.mult_bits), name=f"prod{j}", reset_less=True)
-                m.d.sync += prod.eq(acc[j] * mult[j])
             m.d.sync += y[j].eq((prod >> self.shift) + bias1[j])
         return m

@@ -15,14 +15,15 @@ def seed_for(name: str) -> int:
     return s
 
 
-def run_sim(dut, bench, vcd: str | None = None) -> None:
-    from amaranth.hdl import Module, Signal
+def run_sim(dut, bench, vcd: str | None = None, platform=None) -> None:
+    """Simulate `dut` elaborated for `platform` (None: no platform, as Amaranth's simulator)."""
+    from amaranth.hdl import Fragment, Module, Signal
 
     m = Module()  # a wrapper with a register, so a purely combinational DUT still has `sync`
     m.submodules.dut = dut
     toggle = Signal()
     m.d.sync += toggle.eq(~toggle)
-    sim = Simulator(m)
+    sim = Simulator(Fragment.get(m, platform))
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     if vcd:
