@@ -10,7 +10,7 @@ nextpnr times the block as a clocked cell: the fabric sees a register input (rou
 register output (routing out), and the multiplier lies between the block's own registers.
 
 On a Lattice ECP5 platform (``platform.family == "ecp5"``: ``hw.build``) an operand pair that
-fits the block (`fits_dsp`: each at most 18 bits signed, 17 unsigned) becomes one instantiated
+fits the block (`wants_dsp`: each 2 to 18 bits signed, 17 unsigned) becomes one instantiated
 MULT18X18D. Everywhere else (Amaranth's simulator, ``hw.verilog``, other platforms, wider
 operands) the same registers are fabric flip-flops with ``*`` between them, so every simulation
 computes what the board computes, cycle for cycle. Yosys ships no simulation model of
@@ -28,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 from hw.common import check_bool, kept_register
 
 __all__ = ["RegisteredMultiplier", "MULT18X18DModel", "DSP_BITS", "IMPLEMENTATIONS", "fits_dsp",
-           "product_shape", "mult18x18d_map", "is_ecp5"]
+           "wants_dsp", "product_shape", "mult18x18d_map", "is_ecp5"]
 
 #: Operand width of an ECP5 MULT18X18D (two's complement with SIGNEDA/SIGNEDB high).
 DSP_BITS = 18
@@ -51,6 +51,12 @@ def _signed_bits(shape: Shape) -> int:
 def fits_dsp(a_shape, b_shape) -> bool:
     """Whether ``a * b`` of these shapes is one MULT18X18D in signed mode."""
     return max(_signed_bits(Shape.cast(a_shape)), _signed_bits(Shape.cast(b_shape))) <= DSP_BITS
+
+
+def wants_dsp(a_shape, b_shape) -> bool:
+    """`fits_dsp`, and both operands at least 2 bits: Yosys maps narrower products to logic, and
+    so does "auto" (a 1-bit operand is an AND, not a multiplier block)."""
+    return fits_dsp(a_shape, b_shape) and min(Shape.cast(a_shape).width, Shape.cast(b_shape).width) >= 2
 
 
 def product_shape(a_shape, b_shape) -> Shape:
@@ -149,8 +155,9 @@ class RegisteredMultiplier(wiring.Component):
     input_registers : bool   register a and b, then the product (latency 2); False: only the
                              product (latency 1).
     implementation : one of IMPLEMENTATIONS (default "auto": a MULT18X18D with its own
-                             registers on an ECP5 platform when `fits_dsp`, fabric registers
-                             elsewhere).
+                             registers on an ECP5 platform when `wants_dsp`, fabric registers
+                             elsewhere). "fabric" where an operand is a constant after
+                             synthesis (a one-row ROM): Yosys folds it, an instance would not.
     name : str               prefix of the register and instance names.
 
     Ports
@@ -185,7 +192,7 @@ class RegisteredMultiplier(wiring.Component):
         """The implementation elaborated on `platform`."""
         if self.implementation != "auto":
             return self.implementation
-        if not (is_ecp5(platform) and fits_dsp(self.a_shape, self.b_shape)):
+        if not (is_ecp5(platform) and wants_dsp(self.a_shape, self.b_shape)):
             return "fabric"
         # a stand-in ECP5 platform of the tests asks for the model in the instance's place, so
         # that a whole component can be simulated with the instance's wiring

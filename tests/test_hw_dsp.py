@@ -163,3 +163,37 @@ def test_instance_synthesizes_to_one_registered_mult18x18d(tmp_path):
     params = {k: v.strip() if isinstance(v, str) else v for k, v in dsp["parameters"].items()}
     assert {params[k] for k in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_OUTPUT_CLK")} == {"CLK0"}
     assert params["REG_PIPELINE_CLK"] == "NONE"
+
+
+def test_constant_or_one_bit_operands_stay_with_yosys():
+    """A 1-bit operand, a baked one-row weight ROM and a one-chunk mult ROM: no instance (Yosys
+    folds them into logic; an instance would hold a MULT18 for a constant)."""
+    from hw.encoder import STFEncoder
+    from model.config import ModelConfig
+    from quant.artifact import random_artifact
+
+    class ECP5:
+        family = "ecp5"
+
+    assert RegisteredMultiplier(unsigned(1), signed(8)).resolved(ECP5()) == "fabric"
+    assert RegisteredMultiplier(unsigned(2), signed(8)).resolved(ECP5()) == "mult18x18d"
+    cfg = ModelConfig(name="t", image_shape=(2, 2, 1), patch=2, timesteps=2, dim=2, pixel_bits=3, blocks=1,
+                      heads=1, mlp_ratio=1, classes=2)
+    params = random_artifact(cfg, seed=0).params
+
+    def kinds(loadable):
+        enc = STFEncoder(cfg, params, 2, loadable=loadable)  # K = 4 weight rows, one mult row
+        frag = Fragment.get(enc, ECP5())
+        found = []
+
+        def walk(f):
+            for sub, _n, _s in f.subfragments:
+                found.extend(o.resolved(ECP5()) for o in getattr(sub, "origins", ()) or ()
+                             if isinstance(o, RegisteredMultiplier))
+                walk(sub)
+        walk(frag)
+        return sorted(found)
+
+    # 2 MAC lanes on MULT18X18D; the Requant's mult is a one-row ROM when baked, a RAM when loadable
+    assert kinds(False) == ["fabric"] * 2 + ["mult18x18d"] * 2
+    assert kinds(True) == ["mult18x18d"] * 4
