@@ -1,10 +1,12 @@
 """Shift-add multipliers in logic (LUT4 + carry chains), the alternative to the MULT18 blocks.
 
-Why: nextpnr-ecp5 times a MULT18X18D as a combinational A/B -> P path whatever its registers
-(``MULT18X18D_REGS_NONE``), and with the routing into and out of the multiplier columns every
-product through one was a 14 to 15 ns register-to-register path on the 85F default (e9bf161,
-`python -m hw.build --detailed-timing`). A product written as a sum of shifted, gated copies of
-one operand is never mapped to a MULT18 by Yosys and can be split over pipeline stages.
+Why: Yosys maps ``*`` onto a MULT18X18D with its registers bypassed, which nextpnr-ecp5 times
+as a combinational A/B -> P path (``MULT18X18D_REGS_NONE``); with the routing into and out of
+the multiplier columns every product through one was a 14 to 15 ns register-to-register path
+on the 85F default (e9bf161, `python -m hw.build --detailed-timing`). A product written as a
+sum of shifted, gated copies of one operand is never mapped to a MULT18 by Yosys and can be
+split over pipeline stages. (The "dsp" default now instantiates the block with its own
+registers instead, hw.dsp; this module is the "lut" alternative.)
 
 `partial_sums(a, b, groups)` forms ``a * b`` as `groups` partial sums (each the gated shifts of
 `a` for a run of the bits of `b`, the sign bit of a signed `b` subtracted), so that
