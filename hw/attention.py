@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth.hdl import Mux, Module, Signal, unsigned
-from amaranth.lib import data, memory, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.adder_tree import AdderTree, tree_latency
-from hw.common import (BROADCAST_LATENCY, broadcast, ceil_div, check_bool, check_fault, check_int, pack, replicas,
-                       sbits, ubits)
+from hw.common import (BROADCAST_LATENCY, baked_read_port, broadcast, ceil_div, check_bool, check_fault, check_int,
+                       pack, replicas, sbits, ubits)
 from hw.lif import LIF_LATENCY, LIFArray
 from hw.spike_linear import LANES_PER_REPLICA
 
@@ -41,7 +41,8 @@ class SpikeDrivenAttention(wiring.Component):
     ----------
     dim : int >= 1              D, channels.
     tokens : int >= 1           N, tokens summed (bounds the count: N).
-    theta : array [blocks, D]   the kv thresholds of every block (kv.theta), baked in a memory.
+    theta : array [blocks, D]   the kv thresholds of every block (kv.theta), baked in a memory
+                                (a constant when one block and not loadable: hw.common.ConstantReadPort).
     theta_bits : int            unsigned bits of a threshold.
     rows : int >= 1             K/V token rows accepted per cycle (a popcount tree of `rows`
                                 inputs per channel).
@@ -145,9 +146,7 @@ class SpikeDrivenAttention(wiring.Component):
             with m.Elif(tree.o_valid):
                 m.d.sync += counts[c].eq(counts[c] + tree.sum)
 
-        m.submodules.theta = tmem = memory.Memory(shape=unsigned(self.theta_bits * D), depth=self.blocks,
-                                                  init=self.theta_rows)
-        trp = tmem.read_port()
+        tmem, trp = baked_read_port(m, "theta", self.theta_rows, self.theta_bits * D, writable=self.loadable)
         if self.loadable:
             twp = tmem.write_port()
             m.d.comb += [twp.en.eq(self.w_en), twp.addr.eq(self.w_addr), twp.data.eq(self.w_data)]

@@ -15,7 +15,7 @@ from quant.contract import bits_for
 
 __all__ = ["check_int", "check_bool", "pack", "unpack", "lane", "delay", "sbits", "ubits", "ceil_div", "FAULTS",
            "REPLICA_PREFIX", "KEEP_REPLICAS", "BROADCAST_LATENCY", "kept_register", "replicas", "broadcast",
-           "lowest_set_index"]
+           "lowest_set_index", "ConstantReadPort", "baked_read_port"]
 
 # Test-only deliberate defects (see hw.top.Top): each flips a single detail of the contract.
 FAULTS = (None, "leak_round", "tree_input")
@@ -97,9 +97,15 @@ def delay(m, value: Value, cycles: int, name: str) -> Value:
 # Registers named REPLICA_PREFIX + ... are copies of one value made to split a high fan-out net
 # (`replicas`). Yosys's opt_merge folds registers with identical inputs back into one, and a
 # `keep` on the wire does not stop it; a `keep` on the flip-flop cell does. KEEP_REPLICAS is the
-# Yosys step hw.build runs right after reading the design to put it there.
+# Yosys step hw.build runs right after reading the design to put it there. It starts from the
+# copies' wires and from every wire with a `keep` attribute: where a copy drives a submodule's
+# port, Amaranth may name the flip-flop's output after the port and leave the copy's own name as
+# an alias (a `connect`), which the cell search does not follow; the alias's wire inherits the
+# copy's `keep`. Starting from the prefix alone left 58 copies of the 85F default unkept (the
+# encoder's 32 pixel copies, the image clears, memory address copies), and Yosys merged them
+# (s23a: the three image-clear copies into one flip-flop with 441 loads).
 REPLICA_PREFIX = "frep_"
-KEEP_REPLICAS = ("proc", f"setattr -set keep 1 w:{REPLICA_PREFIX}* %ci1:+[Q] c:* %i")
+KEEP_REPLICAS = ("proc", f"setattr -set keep 1 w:{REPLICA_PREFIX}* w:* a:keep %i %u %ci1:+[Q] c:* %i")
 
 
 def replicas(m, value: Value, copies: int, name: str) -> list[Signal]:
@@ -162,3 +168,30 @@ def lowest_set_index(vec: Value) -> tuple[Value, Value]:
         nodes = level
     nz, idx = nodes[0]
     return nz, Cat(idx, Const(0, width))[:width]
+
+
+class ConstantReadPort:
+    """What the read port of a baked one-row ROM reads: its row, always (``addr`` is ignored).
+
+    Why: Yosys keeps such a read port as flip-flops with constant inputs (their init is 0, so it
+    cannot fold them into constants), and opt_merge then merges equal constant bits all over the
+    design into one flip-flop: on the 85F a single constant-1 bit (of the encoder's one-row bias
+    ROM) fed 93 loads across the chip, an 11.3 ns route into the attention LIF (s23a). As a
+    constant it folds into the logic it feeds. It differs from the memory only before the first
+    read (the memory's read register powers up at 0), which no component looks at.
+    """
+
+    def __init__(self, row: int, width: int, name: str):
+        self.addr = Signal(0, name=f"{name}_addr_unused")
+        self.data = Const(row, width)
+
+
+def baked_read_port(m, name: str, rows: Sequence[int], width: int, *, writable: bool):
+    """A registered read port of a memory of `rows` (its init), or a `ConstantReadPort` when it
+    has one row and no write port (`writable` False). Returns (memory or None, read port)."""
+    from amaranth.lib import memory
+    if len(rows) == 1 and not writable:
+        return None, ConstantReadPort(rows[0], width, name)
+    mem = memory.Memory(shape=unsigned(width), depth=len(rows), init=rows)
+    m.submodules[name] = mem
+    return mem, mem.read_port()

@@ -7,7 +7,7 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.common import ceil_div, check_bool, check_int, delay, pack, replicas, sbits
+from hw.common import baked_read_port, ceil_div, check_bool, check_int, delay, pack, replicas, sbits
 from hw.dsp import RegisteredMultiplier
 from hw.multiplier import MULTIPLIERS, partial_sums
 from hw.requant import Requant
@@ -182,26 +182,25 @@ class STFEncoder(wiring.Component):
         N, K, wb = cfg.tokens, cfg.patch_dim, cfg.weight_bits
 
         def rom(name, rows, width):
-            mem = memory.Memory(shape=unsigned(width), depth=len(rows), init=rows)
-            m.submodules[name] = mem
+            mem, rp = baked_read_port(m, name, rows, width, writable=self.loadable)
             if self.loadable:  # the parameter image's write path (hw.param_image); idle-time only
                 wp = mem.write_port()
                 m.d.comb += [wp.en.eq(self.w_en[ENCODER_MEMORIES.index(name)]), wp.addr.eq(self.w_addr),
                              wp.data.eq(self.w_data[:width])]
-            return mem
+            return rp
 
         m.submodules.pixels = pmem = memory.Memory(shape=unsigned(cfg.pixel_bits), depth=self.n_pixels, init=[])
         pwp = pmem.write_port()
         prp = pmem.read_port()
         m.d.comb += [pwp.en.eq(self.pix_en), pwp.addr.eq(self.pix_addr), pwp.data.eq(self.pix_data)]
-        wrp = rom("weights", self.w_rows, P * wb).read_port()
-        mrp = rom("mult", self.mult_rows, P * cfg.mult_bits).read_port()
-        brp = rom("bias", self.bias_rows, P * cfg.bias_bits).read_port()
+        wrp = rom("weights", self.w_rows, P * wb)
+        mrp = rom("mult", self.mult_rows, P * cfg.mult_bits)
+        brp = rom("bias", self.bias_rows, P * cfg.bias_bits)
         m.submodules.e = emem = memory.Memory(shape=unsigned(P * self.e_bits), depth=N * C, init=[])
         ewp = emem.write_port()
         erp = emem.read_port()
-        posrp = rom("pos", self.pos_rows, P * cfg.pos_bits).read_port()
-        grp = rom("gain", self.gain_rows, P * cfg.feedback_bits).read_port()
+        posrp = rom("pos", self.pos_rows, P * cfg.pos_bits)
+        grp = rom("gain", self.gain_rows, P * cfg.feedback_bits)
 
         # ---- E = requant(patch MACs), token by token, chunk by chunk -------------------------
         # One (n, ch, k) step is issued per cycle, back to back over all (n, ch) pairs; each step
@@ -210,10 +209,8 @@ class STFEncoder(wiring.Component):
         #   S1 their data (registered read ports)
         #   S2 the pixel in one kept copy per lane (no net from one read port
         #      to all P multipliers across the chip) and each lane's weight
-        #   S3 each lane's product (the multiplier alone between registers)
-        #   S4 the product registered again: the S3 register feeds only it, so it can sit at the
-        #      MULT18's output (feeding the accumulator too, it was placed between the DSP column
-        #      and the adders: 147 endpoints at 13.75 ns on the 85F, s21c)
+        #   S3 each lane's operands, S4 its product: a hw.dsp.RegisteredMultiplier (on ECP5 the
+        #      MULT18X18D's own input and output registers)
         #   S5 acc <= prod (first) or acc + prod: after a last product acc holds the pair's sum for
         #      one cycle, presented to Requant (which registers it), while the next pair's first
         #      product already overwrites acc.

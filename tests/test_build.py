@@ -614,22 +614,83 @@ def test_fanout_replicas_survive_synthesis(tmp_path):
     from amaranth.back import rtlil
 
     from hw.common import ceil_div
-    from hw.spike_linear import IDX_LANES_PER_COPY, LANES_PER_REPLICA, W3_TOKEN_LANES, SpikeLinear, pack_matrix
+    from hw.spike_linear import (GATE_LANES_PER_COPY, IDX_LANES_PER_COPY, LANES_PER_REPLICA, W3_TOKEN_LANES,
+                                 SpikeLinear, pack_matrix)
     P, TL = 2 * LANES_PER_REPLICA, 2
     rows = pack_matrix([[(5 * i + 3 * j * j) % 15 - 7 for j in range(P)] for i in range(8)], P, 4)
     il = rtlil.convert(SpikeLinear(8, P, TL, 4, rows), name="top")
     groups = ceil_div(P, LANES_PER_REPLICA)
     idx_bits = 3  # an index into 8 inputs
     row_bits = P * 4
-    # gates: TL x groups copies; clear, the drain buffer's copy, its moves and its enable: a
+    # gates: TL x ceil(P / GATE_LANES_PER_COPY) copies; clear, the drain buffer's copy, its moves and its enable: a
     # broadcast tree each, 8 leaves per first-level copy; the issued input's valid bit: a copy
     # per token lane; its index: a copy per IDX_LANES_PER_COPY token lanes (one here); the
     # weight row: a copy per W3_TOKEN_LANES token lanes (one here)
-    copies = (TL * groups + 4 * (ceil_div(TL * groups, 8) + TL * groups) + TL
+    copies = (TL * ceil_div(P, GATE_LANES_PER_COPY) + 4 * (ceil_div(TL * groups, 8) + TL * groups) + TL
               + ceil_div(TL, IDX_LANES_PER_COPY) * idx_bits + ceil_div(TL, W3_TOKEN_LANES) * row_bits)
-    assert _replica_flip_flops(tmp_path, il, keep=True) == copies == 93
+    assert _replica_flip_flops(tmp_path, il, keep=True) == copies == 97
     # folded: one per value (gates: per token lane) and tree level; of the weight row's one
     # remaining register only some bits stay flip-flops (this 8-row ROM becomes logic, and
     # Yosys folds its registered output into it where the bits allow)
     folded = _replica_flip_flops(tmp_path, il, keep=False)
     assert TL + 4 * 2 + 1 + idx_bits <= folded < TL + 4 * 2 + 1 + idx_bits + row_bits
+
+
+_ALIASED_COPIES_IL = r"""
+module \top
+  wire input 1 \clk
+  wire input 2 \d
+  wire output 3 \o1
+  wire output 4 \o2
+  wire output 5 \o3
+  attribute \keep 1
+  wire \clear
+  attribute \keep 1
+  wire \frep_c_0
+  attribute \keep 1
+  wire \frep_c_1
+  wire \other
+  cell $dff $ff0
+    parameter \WIDTH 1
+    parameter \CLK_POLARITY 1
+    connect \CLK \clk
+    connect \D \d
+    connect \Q \clear
+  end
+  cell $dff $ff1
+    parameter \WIDTH 1
+    parameter \CLK_POLARITY 1
+    connect \CLK \clk
+    connect \D \d
+    connect \Q \frep_c_1
+  end
+  cell $dff $ff2
+    parameter \WIDTH 1
+    parameter \CLK_POLARITY 1
+    connect \CLK \clk
+    connect \D \d
+    connect \Q \other
+  end
+  connect \frep_c_0 \clear
+  connect \o1 \clear
+  connect \o2 \frep_c_1
+  connect \o3 \other
+end
+"""
+
+
+@pytest.mark.parametrize("keep,flip_flops", [(False, 1), (True, 2)])
+def test_keep_replicas_follows_a_copy_aliased_to_a_port_name(tmp_path, keep, flip_flops):
+    """A kept copy whose flip-flop drives a wire of another name (`\\clear`, as Amaranth writes a
+    copy that drives a submodule's port), its own name only an alias, stays a flip-flop of its
+    own; a plain register of the same input (`\\other`, no keep) still folds into one of them."""
+    from hw.common import KEEP_REPLICAS
+    from hw.platforms import synth_commands
+    (tmp_path / "d.il").write_text(_ALIASED_COPIES_IL)
+    script = ["read_rtlil d.il", *(KEEP_REPLICAS if keep else ()), *synth_commands("abc", "top"), "write_json d.json"]
+    (tmp_path / "d.ys").write_text("\n".join(script) + "\n")
+    r = subprocess.run([hb.find_toolchain("yowasp")["YOSYS"], "-q", "-l", "d.log", "d.ys"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    cells = json.loads((tmp_path / "d.json").read_text())["modules"]["top"]["cells"].values()
+    assert sum(c["type"] == "TRELLIS_FF" for c in cells) == flip_flops
