@@ -156,8 +156,9 @@ class RegisteredMultiplier(wiring.Component):
                              product (latency 1).
     implementation : one of IMPLEMENTATIONS (default "auto": a MULT18X18D with its own
                              registers on an ECP5 platform when `wants_dsp`, fabric registers
-                             elsewhere). "fabric" where an operand is a constant after
-                             synthesis (a one-row ROM): Yosys folds it, an instance would not.
+                             elsewhere). A constant operand (a baked one-row ROM) keeps the
+                             instance: Yosys maps a product with a wide constant onto a
+                             MULT18X18D as well, with its registers bypassed (s23b).
     name : str               prefix of the register and instance names.
 
     Ports

@@ -170,8 +170,7 @@ class STFEncoder(wiring.Component):
         """The E requantizer; __init__ builds one only to read its latency (never elaborated, so
         it is silenced: the encoder's own UnusedElaboratable warning covers an unused encoder)."""
         rq = Requant(self.lanes, self.acc_bits, self.cfg.mult_bits, self.cfg.bias_bits, self.cfg.requant_shift,
-                     input_register=True, multipliers=self.multipliers,
-                     mult_is_constant=not self.loadable and self.chunks < 2)
+                     input_register=True, multipliers=self.multipliers)
         rq._MustUse__silence = True
         assert rq.latency == self.REQUANT_LATENCY
         return rq
@@ -241,7 +240,6 @@ class STFEncoder(wiring.Component):
         # |pixel * weight| <= (2^pixel_bits - 1) * 2^(weight_bits-1): fits signed(pixel_bits + weight_bits)
         prod_bits = cfg.pixel_bits + wb
         acc = [Signal(signed(self.acc_bits), name=f"acc{j}", reset_less=True) for j in range(P)]
-        w_constant = not self.loadable and len(self.w_rows) < 2  # a baked one-row ROM: Yosys folds it
         for j in range(P):
             g = j // LANES_PER_REPLICA
             w2 = Signal(signed(wb), name=f"mac_w{j}", reset_less=True)  # S2
@@ -257,8 +255,7 @@ class STFEncoder(wiring.Component):
                 # S3 the operands, S4 the product: on ECP5 the MULT18X18D's own input and output
                 # registers (hw.dsp). Through a combinational MULT18 between fabric registers this
                 # was the 11.9-17.1 ns family of every 85F placement (docs/build.md).
-                mul = RegisteredMultiplier(pix2[j].shape(), w2.shape(), name=f"mac_mul{j}",
-                                           implementation="fabric" if w_constant else "auto")
+                mul = RegisteredMultiplier(pix2[j].shape(), w2.shape(), name=f"mac_mul{j}")
                 m.submodules[f"mac_mul{j}"] = mul
                 m.d.comb += [mul.a.eq(pix2[j]), mul.b.eq(w2)]
                 prod4 = mul.p  # S4; |product| fits prod_bits (above)

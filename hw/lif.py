@@ -6,14 +6,12 @@ from amaranth.hdl import Mux, Const, Module, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.common import ceil_div, check_fault, check_int, replicas
+from hw.common import check_fault, check_int
 
 __all__ = ["LIFArray", "LIF_LATENCY"]
 
 
 LIF_LATENCY = 4  # cycles from an update's i_valid to its o_valid (see LIFArray)
-#: Lanes served by one copy of the registered "row is fresh" select (it zeroes the read row).
-LANES_PER_FRESH_COPY = 8
 
 
 class LIFArray(wiring.Component):
@@ -67,9 +65,8 @@ class LIFArray(wiring.Component):
     Resources: memory lanes*x_bits x depth bits (EBR when large; Yosys 0.70 adds its read-first
     emulation for the read port, lanes*x_bits flip-flops and muxes and a registered row match,
     though the hazard rule never reads a row in the cycle it is written), `depth` flip-flops of
-    fresh bits and ceil(lanes / 8) copies of the fresh select, per lane one (x_bits+1)-bit adder,
-    a theta - x subtractor, one comparator, a mux, and about 2*lanes*x_bits + lanes*theta_bits
-    pipeline flip-flops.
+    fresh bits, per lane one (x_bits+1)-bit adder, a theta - x subtractor, one comparator, a mux,
+    and about 2*lanes*x_bits + lanes*theta_bits pipeline flip-flops.
     """
 
     def __init__(self, lanes: int, depth: int, x_bits: int, theta_bits: int, *, fault=None):
@@ -113,17 +110,14 @@ class LIFArray(wiring.Component):
         # depth-wide bit select is off the arithmetic path. An update issued with `clear` starts
         # from 0.
         m.d.comb += rp.addr.eq(self.i_addr)
-        # a kept copy per LANES_PER_FRESH_COPY lanes: one register was the synchronous reset of
-        # all P x x_bits v2 bits (512 loads on the 85F default, s23a)
-        fresh1 = replicas(m, self.clear | fresh.bit_select(self.i_addr, 1), ceil_div(P, LANES_PER_FRESH_COPY),
-                          "lif_fresh1")
+        fresh1 = stage(self.clear | fresh.bit_select(self.i_addr, 1), "fresh1", reset_less=False)
         valid1, addr1 = stage(self.i_valid, "valid1", reset_less=False), stage(self.i_addr, "addr1")
         x1, theta1 = stage(self.i_x, "x1"), stage(self.i_theta, "theta1")
 
         # S1: the memory's output registered (EBR clock-to-out is slow); a fresh row reads 0.
         v2 = Signal(data.ArrayLayout(signed(xb), P), name="v2", reset_less=True)
         for j in range(P):
-            m.d.sync += v2[j].eq(Mux(fresh1[j // LANES_PER_FRESH_COPY], 0, rp.data[j]))
+            m.d.sync += v2[j].eq(Mux(fresh1, 0, rp.data[j]))
         valid2, addr2 = stage(valid1, "valid2", reset_less=False), stage(addr1, "addr2")
         x2 = stage(x1, "x2")
         d2 = Signal(data.ArrayLayout(signed(max(xb, self.theta_bits + 1) + 1), P), name="d2", reset_less=True)

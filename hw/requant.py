@@ -39,8 +39,6 @@ class Requant(wiring.Component):
                              4 bits of `mult` registered in place of the product, added with
                              the shift and bias in the next stage (hw.multiplier). Same latency
                              and result.
-    mult_is_constant : bool  `i_mult` is a constant after synthesis (a baked one-row ROM): the
-                             "dsp" product stays Yosys's `*`, which folds a constant factor.
 
     Ports
     -----
@@ -62,7 +60,7 @@ class Requant(wiring.Component):
     """
 
     def __init__(self, lanes: int, acc_bits: int, mult_bits: int, bias_bits: int, shift: int, *,
-                 input_register: bool = False, multipliers: str = "dsp", mult_is_constant: bool = False):
+                 input_register: bool = False, multipliers: str = "dsp"):
         owner = "Requant"
         check_int(owner, "lanes", lanes, 1, 4096)
         check_int(owner, "acc_bits", acc_bits, 2, 48)
@@ -75,7 +73,6 @@ class Requant(wiring.Component):
         self.lanes, self.shift, self.acc_bits, self.mult_bits = lanes, shift, acc_bits, mult_bits
         self.out_bits = requant_out_bits(acc_bits, mult_bits, bias_bits, shift)
         self.input_register = bool(input_register)
-        self.mult_is_constant = bool(mult_is_constant)
         self.latency = 3 if self.input_register else 2
         super().__init__({
             "i_valid": In(1),
@@ -113,8 +110,7 @@ class Requant(wiring.Component):
         for j in range(self.lanes):
             if dsp:
                 mul = RegisteredMultiplier(signed(self.acc_bits), signed(self.mult_bits),
-                                           input_registers=self.input_register, name=f"prod{j}",
-                                           implementation="fabric" if self.mult_is_constant else "auto")
+                                           input_registers=self.input_register, name=f"prod{j}")
                 m.submodules[f"mul{j}"] = mul
                 m.d.comb += [mul.a.eq(self.i_acc[j]), mul.b.eq(self.i_mult[j])]
                 prod = mul.p

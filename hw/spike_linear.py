@@ -36,8 +36,6 @@ ACC_OVERHEAD = 5  # cycles from `start` to `done` beyond one per visited input
 # Output lanes served by one copy of a token lane's gate, clear and shift registers: a copy then
 # drives LANES_PER_REPLICA x acc_bits accumulator bits (96 for digits-tiny), not P x acc_bits.
 LANES_PER_REPLICA = 8
-# Output lanes served by one copy of a token lane's spike gate (it drives their masked weights)
-GATE_LANES_PER_COPY = 4
 # The spike gate's first mux level picks one bit of every 2^SEL_BITS spike bits (see SpikeLinear)
 SEL_BITS = 3
 # Token lanes served by one S1 copy of the issued index (see SpikeLinear)
@@ -115,9 +113,8 @@ class SpikeLinear(wiring.Component):
     spike gates, register the masked weights (the sum over banks of W or 0 per token lane and
     output lane), accumulate. The memory never sits in a combinational path with the gates or
     adders, and no enable or gate fans out to a whole token lane: gates are registered copies
-    per `GATE_LANES_PER_COPY` output lanes (`hw.common.replicas`); clear and the drain's moves
-    reach copy groups of `LANES_PER_REPLICA` lanes through a two-level tree
-    (`hw.common.broadcast`). The
+    per `LANES_PER_REPLICA` output lanes (`hw.common.replicas`), clear and the drain's moves
+    reach the same copy groups through a two-level tree (`hw.common.broadcast`). The
     accumulators are cleared `BROADCAST_LATENCY` = 2 cycles after `start`; the drain buffer's
     copy is requested two cycles before `done` and lands at its end, its moves are requested
     from the cycle before `done`, so the first lands at the end of done + 1.
@@ -125,8 +122,8 @@ class SpikeLinear(wiring.Component):
     Resources: weight memory depth x lanes*weight_bits bits in B memories (EBR); TL*lanes
     accumulators of acc_bits (flip-flops + one adder each), as many drain-buffer registers
     (flip-flops + a 2:1 mux each) and as many masked-weight registers of weight_bits + log2(B)
-    (a B-input adder each when B > 1); with G = ceil(lanes / LANES_PER_REPLICA): B x TL x
-    ceil(lanes / GATE_LANES_PER_COPY) gate copies, 4 x (TL x G + ceil(TL x G / 8)) clear, copy, move and drain-enable copies,
+    (a B-input adder each when B > 1); with G = ceil(lanes / LANES_PER_REPLICA): B x TL x G
+    gate copies, 4 x (TL x G + ceil(TL x G / 8)) clear, copy, move and drain-enable copies,
     B x TL copies of the valid, B x ceil(TL / 4) of the issued index and B x ceil(TL / 4) of
     the weight row (lanes x weight_bits each); for the spike gates B x TL x ceil(inputs / 8)
     registered 8:1 bit muxes and B x TL ceil(inputs / 8):1 muxes; in event-driven mode B
@@ -289,11 +286,7 @@ class SpikeLinear(wiring.Component):
         # `ends[0]` is the cycle after the last issue; `done` follows the last of `ends`
         ends = [Signal(name=f"ending{i}") for i in range(ACC_OVERHEAD - 2)]
         groups = ceil_div(P, LANES_PER_REPLICA)
-        # the gates in smaller copy groups than the enables (GATE_LANES_PER_COPY lanes): a gate
-        # copy per 8 lanes into their masked weights was the 12-13.8 ns `mw` family of every 85F
-        # placement (s22c, s23a), 10-11 ns of it the route from the copy
-        gate_groups = ceil_div(P, GATE_LANES_PER_COPY)
-        gate3 = [[replicas(m, valid2[b][k] & part2[b][k].bit_select(hi2[b][k], 1), gate_groups, f"gate{k}b{b}" if B > 1 else
+        gate3 = [[replicas(m, valid2[b][k] & part2[b][k].bit_select(hi2[b][k], 1), groups, f"gate{k}b{b}" if B > 1 else
                            f"gate{k}") for k in range(TL)] for b in range(B)]
         clear = broadcast(m, self.start, TL * groups, "clear")
         # The drain buffer's copy lands at the end of `done`, its TL - 1 moves at the ends of
@@ -368,8 +361,7 @@ class SpikeLinear(wiring.Component):
                 g = j // LANES_PER_REPLICA
                 mw = Signal(signed(wb + lb), name=f"mw{k}_{j}", reset_less=True)
                 # zero where the lane does not spike: the accumulator adds every cycle, no enable
-                gate = [gate3[b][k][j // GATE_LANES_PER_COPY] for b in range(B)]
-                m.d.sync += mw.eq(sum(Mux(gate[b], w3[b][k // W3_TOKEN_LANES].word_select(j, wb).as_signed(), 0)
+                m.d.sync += mw.eq(sum(Mux(gate3[b][k][g], w3[b][k // W3_TOKEN_LANES].word_select(j, wb).as_signed(), 0)
                                       for b in range(B)))
                 with m.If(clear[k * groups + g]):
                     m.d.sync += acc[k][j].eq(0)

@@ -614,21 +614,20 @@ def test_fanout_replicas_survive_synthesis(tmp_path):
     from amaranth.back import rtlil
 
     from hw.common import ceil_div
-    from hw.spike_linear import (GATE_LANES_PER_COPY, IDX_LANES_PER_COPY, LANES_PER_REPLICA, W3_TOKEN_LANES,
-                                 SpikeLinear, pack_matrix)
+    from hw.spike_linear import IDX_LANES_PER_COPY, LANES_PER_REPLICA, W3_TOKEN_LANES, SpikeLinear, pack_matrix
     P, TL = 2 * LANES_PER_REPLICA, 2
     rows = pack_matrix([[(5 * i + 3 * j * j) % 15 - 7 for j in range(P)] for i in range(8)], P, 4)
     il = rtlil.convert(SpikeLinear(8, P, TL, 4, rows), name="top")
     groups = ceil_div(P, LANES_PER_REPLICA)
     idx_bits = 3  # an index into 8 inputs
     row_bits = P * 4
-    # gates: TL x ceil(P / GATE_LANES_PER_COPY) copies; clear, the drain buffer's copy, its moves and its enable: a
+    # gates: TL x groups copies; clear, the drain buffer's copy, its moves and its enable: a
     # broadcast tree each, 8 leaves per first-level copy; the issued input's valid bit: a copy
     # per token lane; its index: a copy per IDX_LANES_PER_COPY token lanes (one here); the
     # weight row: a copy per W3_TOKEN_LANES token lanes (one here)
-    copies = (TL * ceil_div(P, GATE_LANES_PER_COPY) + 4 * (ceil_div(TL * groups, 8) + TL * groups) + TL
+    copies = (TL * groups + 4 * (ceil_div(TL * groups, 8) + TL * groups) + TL
               + ceil_div(TL, IDX_LANES_PER_COPY) * idx_bits + ceil_div(TL, W3_TOKEN_LANES) * row_bits)
-    assert _replica_flip_flops(tmp_path, il, keep=True) == copies == 97
+    assert _replica_flip_flops(tmp_path, il, keep=True) == copies == 93
     # folded: one per value (gates: per token lane) and tree level; of the weight row's one
     # remaining register only some bits stay flip-flops (this 8-row ROM becomes logic, and
     # Yosys folds its registered output into it where the bits allow)
