@@ -9,11 +9,11 @@ import pytest
 from amaranth.hdl import Const, Fragment, signed, unsigned
 
 import hw.build as hb
-from hw.common import pack
 from hw.dsp import (MULT18X18DModel, RegisteredMultiplier, fits_dsp, mult18x18d_map, product_shape)
 from hw.requant import Requant
 from quant.contract import requantize, signed_range
-from tests.hw_util import lanes_of, raw, run_sim, seed_for, set_raw
+from tests.hw_util import run_sim, seed_for
+from tests.test_hw_requant import run_requant
 
 
 class StandInECP5:
@@ -108,22 +108,7 @@ def test_requant_with_the_instance_wiring_matches_contract(P, acc_bits, mult_bit
     ranges = [signed_range(b) for b in (acc_bits, mult_bits, bias_bits)]
     rows = [tuple(np.full(P, r[0]) for r in ranges), tuple(np.full(P, r[1]) for r in ranges)]
     rows += [tuple(rng.integers(lo, hi + 1, P) for lo, hi in ranges) for _ in range(40)]
-    got, first = [], []
-
-    async def bench(ctx):
-        for i in range(len(rows) + 4):
-            ctx.set(dut.i_valid, i < len(rows))
-            if i < len(rows):
-                a, mu, b = rows[i]
-                set_raw(ctx, dut.i_acc, pack(a, acc_bits))
-                set_raw(ctx, dut.i_mult, pack(mu, mult_bits))
-                set_raw(ctx, dut.i_bias, pack(b, bias_bits))
-            if ctx.get(dut.o_valid):
-                first.append(i)
-                got.append(lanes_of(raw(ctx, dut.o_y), dut.out_bits, P))
-            await ctx.tick()
-
-    run_sim(dut, bench, platform=StandInECP5())
+    got, first = run_requant(dut, rows, platform=StandInECP5())
     np.testing.assert_array_equal(np.array(got), np.array([requantize(a, mu, shift, b) for a, mu, b in rows]))
     assert first == list(range(3, 3 + len(rows)))
     frag = Fragment.get(Requant(P, acc_bits, mult_bits, bias_bits, shift, input_register=True), StandInECP5())
